@@ -1,0 +1,18 @@
+"""relabel: train image classifiers when most labels are wrong.
+
+Importing the package sets the offline, quiet defaults the whole project relies on
+(`relabel.settings.apply_offline_defaults`), so every entry point (CLI, flows, tests,
+benchmarks) behaves the same without the user exporting anything.
+"""
+
+from relabel.settings import apply_offline_defaults
+
+apply_offline_defaults()
+
+CLASS_NAMES: tuple[str, ...] = (
+    "plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
+
+__version__ = "0.1.0"

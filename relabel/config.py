@@ -1,0 +1,102 @@
+"""One typed configuration for a whole run.
+
+`PipelineConfig` is what the CLI, the Prefect flows and the benchmarks all take; it is
+logged in full with every run. Training sizes live in named `TrainProfile`s so that a test
+(`smoke`), this 2-core machine (`cpu`) and a GPU worker (`gpu`) run the same code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ModelName = Literal["baseline", "model1", "model2"]
+ProfileName = Literal["smoke", "cpu", "gpu"]
+
+
+class TrainProfile(BaseModel):
+    """Sizes and schedules of one training budget (see `PROFILES`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    architecture: Literal["airbench", "resnet9", "notebook_cnn"] = "airbench"
+    width: float = Field(0.5, gt=0, description="channel-width multiplier of the network")
+    batch_size: int = Field(512, ge=8)
+    folds: int = Field(4, ge=2, description="k of the clean model's k-fold cross-fitting")
+    clean_epochs: int = Field(16, ge=1, description="epochs of each clean-fold model")
+    noisy_epochs: int = Field(8, ge=1, description="epochs of Model I on the noisy labels")
+    retrain_epochs: int = Field(12, ge=1, description="epochs of Model II's retraining")
+    correction_rounds: int = Field(1, ge=1, description="correct -> retrain rounds")
+    learning_rate: float = Field(0.2, gt=0, description="peak SGD learning rate at batch 512")
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = Field(0.2, ge=0, lt=1)
+    warmup_fraction: float = Field(0.15, ge=0, lt=1)
+    tta: bool = True
+    jit_compile: bool = True
+    max_train_images: int | None = Field(
+        None, ge=16, description="cap on noisy training images (smoke tests only)"
+    )
+
+
+PROFILES: dict[str, TrainProfile] = {
+    # Seconds: exercises every code path on demo data in tests.
+    "smoke": TrainProfile(
+        name="smoke", width=0.25, batch_size=128, folds=2, clean_epochs=2, noisy_epochs=1,
+        retrain_epochs=2, jit_compile=False, tta=True, max_train_images=2000,
+    ),
+    # Fits the 60-minute budget on a 2-core CPU for the 50,000-image reference set.
+    "cpu": TrainProfile(
+        name="cpu", width=0.5, batch_size=512, folds=4, clean_epochs=16, noisy_epochs=6,
+        retrain_epochs=12,
+    ),
+    # A GPU worker: wider net, longer schedules, two correction rounds.
+    "gpu": TrainProfile(
+        name="gpu", width=1.0, batch_size=512, folds=5, clean_epochs=40, noisy_epochs=20,
+        retrain_epochs=40, correction_rounds=2, jit_compile=True,
+    ),
+}
+
+
+class PipelineConfig(BaseModel):
+    """Everything a pipeline run depends on; two runs with equal configs and data agree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(
+        "demo-data", description="dataset folder, or s3://bucket/prefix holding the same layout"
+    )
+    output_dir: Path = Field(Path("runs"), description="where predictions and reports go")
+    cache_dir: Path = Field(Path(".relabel-cache"), description="content-addressed artifacts")
+    profile: ProfileName = "smoke"
+    seed: int = 0
+    models: list[ModelName] = Field(default_factory=lambda: ["baseline", "model1", "model2"])
+    validation_size: float = Field(
+        0.2, gt=0, lt=1, description="fraction of the clean labels held out from all training"
+    )
+    correction: Literal["posterior", "threshold"] = "posterior"
+    threshold: float = Field(0.85, gt=0, lt=1, description="the old notebook's pseudo-label rule")
+    task_runner: Literal["threads", "dask", "ray"] = "threads"
+    dask_address: str | None = None
+    ingest_workers: int | None = Field(None, ge=1)
+    mlflow_experiment: str = "relabel"
+
+    @field_validator("models")
+    @classmethod
+    def _models_unique(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("models: choose at least one of baseline, model1, model2")
+        return sorted(set(value), key=["baseline", "model1", "model2"].index)
+
+    @property
+    def train(self) -> TrainProfile:
+        return PROFILES[self.profile]
+
+    def flat_params(self) -> dict[str, str]:
+        """The config and its profile as flat `key: str` pairs, for MLflow params."""
+        params = {k: str(v) for k, v in self.model_dump(mode="json").items()}
+        params.update({f"train.{k}": str(v) for k, v in self.train.model_dump().items()})
+        return params

@@ -1,0 +1,35 @@
+"""Environment defaults that keep relabel offline and quiet.
+
+Prefect and MLflow phone home unless told not to, and a cold Prefect temporary server can
+take longer to start than its default timeout on a 2-core machine. The user's own values
+always win: we only fill in what is unset.
+"""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_DEFAULTS: dict[str, str] = {
+    # MLflow accepts only the exact string "true" here.
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # A cold temporary server needs ~20 s here; its default timeout is 20 s.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_UI_ENABLED_CHECK_UPDATES": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # Rich progress bars and colour codes are noise in logs and CI.
+    "PREFECT_LOGGING_COLORS": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def apply_offline_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Set each default that is not already set; return the ones this call set."""
+    env = os.environ if environ is None else environ
+    applied = {}
+    for key, value in OFFLINE_DEFAULTS.items():
+        if key not in env:
+            env[key] = value
+            applied[key] = value
+    return applied
