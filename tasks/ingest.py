@@ -139,6 +139,8 @@ def read_label_rows(
     labels = np.empty(len(rows) - first, dtype=np.int64)
     for k, row in enumerate(rows[first:]):
         line = first + k + 1
+        if not row:
+            raise IngestError(f"{path}:{line}: empty line, expected a label")
         if len(row) != width:
             raise IngestError(f"{path}:{line}: expected {width} column(s), got {len(row)}")
         if ids is not None:
