@@ -1,0 +1,50 @@
+"""The typed config rejects bad values with messages naming them; offline defaults hold."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from relabel.config import PROFILES, PipelineConfig
+from relabel.settings import OFFLINE_DEFAULTS, apply_offline_defaults
+
+
+def test_defaults_validate_and_flatten() -> None:
+    config = PipelineConfig()
+    params = config.flat_params()
+    assert params["profile"] == "smoke" and params["train.name"] == "smoke"
+    assert all(isinstance(v, str) for v in params.values())
+    assert set(PROFILES) == {"smoke", "cpu", "gpu"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("profile", "huge"), ("validation_size", 1.5), ("models", ["model3"]), ("models", []),
+     ("threshold", 0.0), ("task_runner", "slurm"), ("seeds", 3)],
+)
+def test_bad_values_are_named(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        PipelineConfig(**{field: value})
+    assert field in str(info.value)
+
+
+def test_models_are_deduplicated_in_pipeline_order() -> None:
+    assert PipelineConfig(models=["model2", "baseline", "model2"]).models == ["baseline", "model2"]
+
+
+def test_offline_defaults_do_not_override_the_user() -> None:
+    env = {"DO_NOT_TRACK": "false"}
+    applied = apply_offline_defaults(env)
+    assert env["DO_NOT_TRACK"] == "false" and "DO_NOT_TRACK" not in applied
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_importing_relabel_sets_the_environment() -> None:
+    import relabel  # noqa: F401
+
+    for key in OFFLINE_DEFAULTS:
+        assert key in os.environ
+    assert os.environ["DO_NOT_TRACK"] in ("true", "1")
