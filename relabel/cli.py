@@ -77,6 +77,62 @@ def ingest(
                            "from_cache": result.from_cache}, indent=2))
 
 
+
+@app.command("review")
+def review(
+    proba: Annotated[
+        Path, typer.Option(help="out-of-sample probabilities, .npy float [N, 10] (NaN rows: none)")
+    ],
+    data: Annotated[
+        str, typer.Option(help="dataset folder (raw layout or an ingested artifact folder)")
+    ],
+    out: Annotated[Path, typer.Option(help="output folder for the lists and gallery")] = Path(
+        "review"
+    ),
+    fold_proba: Annotated[
+        Path | None, typer.Option(help="optional per-fold probabilities, .npy [F, N, 10]")
+    ] = None,
+    num_requests: Annotated[int, typer.Option(min=0, help="size of the request list")] = 500,
+    top_n: Annotated[int, typer.Option(min=1, help="tiles per gallery section")] = 64,
+    method: Annotated[
+        str, typer.Option(help="cleanlab ranking: self_confidence or normalized_margin")
+    ] = "self_confidence",
+    strategy: Annotated[str, typer.Option(help="entropy, margin or random")] = "entropy",
+    include_clean: bool = False,
+    cache_dir: Path = Path(".relabel-cache"),
+    seed: int = 0,
+) -> None:
+    """Rank likely-wrong labels, pick the images to label next, and render a gallery."""
+    import numpy as np
+
+    from tasks.ingest import IngestError, load_dataset
+    from tasks.ingest import ingest as run_ingest
+    from tasks.review import review_dataset
+
+    try:
+        folder = _local_data(data, cache_dir)
+        if (folder / "images.npy").is_file():  # an ingested artifact folder
+            dataset = load_dataset(folder)
+        else:
+            dataset = run_ingest(folder, cache_dir).load()
+        for path in (proba, fold_proba):
+            if path is not None and not path.is_file():
+                raise IngestError(f"{path}: probabilities file not found")
+        outputs = review_dataset(
+            dataset, np.load(proba), out, num_requests=num_requests, top_n=top_n,
+            method=method, strategy=strategy,  # type: ignore[arg-type]
+            fold_proba=None if fold_proba is None else np.load(fold_proba),
+            include_clean=include_clean, seed=seed,
+        )
+    except (IngestError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({
+        "label_issues": outputs.num_issues, "label_requests": outputs.num_requests,
+        **{p.stem: str(p) for p in outputs.artifact_paths},
+    }, indent=2))
+
+
 def _local_data(data: str, cache_dir: Path) -> Path:
     """A local folder for `data`; `s3://` locations are fetched into the cache first."""
     if data.startswith("s3://"):
