@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,11 +16,13 @@ from typer.testing import CliRunner
 from relabel import NUM_CLASSES
 from relabel.cli import app
 from tasks.demodata import generate_demo_data
-from tasks.ingest import UNKNOWN, clean_labels_from_rows, ingest, read_label_rows
+from tasks.ingest import UNKNOWN, ingest, read_label_rows
 from tasks.review import (
     GALLERY_HTML,
     ISSUES_CSV,
     REQUESTS_CSV,
+    RUN_METRICS,
+    RUN_PROBA,
     find_label_issues,
     issue_precision,
     request_labels,
@@ -183,40 +187,76 @@ def test_request_list_skips_near_duplicates() -> None:
     assert {398, 397} <= set(no_dedup.image_ids - 1)
 
 
-def _merge(csv_path: Path, clean: np.ndarray) -> np.ndarray:
-    """Merge a filled-in request list the way `relabel labels add` does."""
-    ids, labels = read_label_rows(csv_path, allow_empty_label=True)
-    filled = labels >= 0
-    update = clean_labels_from_rows(ids[filled], labels[filled], len(clean), csv_path)
-    merged = clean.copy()
-    merged[update >= 0] = update[update >= 0]
-    return merged
+def _fill(path: Path, rows: list[tuple[int, str]], header: str = "image_id,label") -> Path:
+    path.write_text("\n".join([header, *(f"{i},{label}" for i, label in rows)]) + "\n")
+    return path
 
 
-def test_request_csv_round_trip(tmp_path: Path) -> None:
+# Pending in tasks/labels.py (see /work/notes/review-to-orchestration.md): remove when fixed.
+@pytest.mark.xfail(strict=True, reason="labels add refuses the rows a person left empty")
+def test_request_csv_round_trip_through_labels_add(tmp_path: Path) -> None:
+    labels_module = pytest.importorskip("tasks.labels", reason="tasks.labels (labels add)")
     true, noisy, proba, _ = synthetic(1000, seed=6)
-    clean = np.full(1000, UNKNOWN)
-    clean[:300] = true[:300]
-    req = request_labels(proba, clean, 50, noisy_labels=noisy, transition=_transition())
+    dataset_clean = np.full(1000, UNKNOWN)
+    dataset_clean[:300] = true[:300]
+    req = request_labels(proba, dataset_clean, 50, noisy_labels=noisy, transition=_transition())
     path = write_requests_csv(tmp_path / "requests.csv", req)
     assert path.read_text().splitlines()[0] == "image_id,label"
     ids, labels = read_label_rows(path, allow_empty_label=True)
     assert np.array_equal(ids, req.image_ids) and np.all(labels == UNKNOWN)
-    # A person fills in the first 30 rows (leaving 20 for later) and hands it back.
-    lines = path.read_text().splitlines()
-    filled_lines = [lines[0]] + [
-        f"{i},{true[i - 1]}" if k < 30 else f"{i}," for k, i in enumerate(req.image_ids)
-    ]
-    filled = tmp_path / "filled.csv"
-    filled.write_text("\n".join(filled_lines) + "\n")
-    merged = _merge(filled, clean)
+    # A person fills in the first 30 rows, leaves 20 for later, and hands the file back.
+    filled = _fill(tmp_path / "filled.csv", [
+        (int(i), str(true[i - 1]) if k < 30 else "") for k, i in enumerate(req.image_ids)
+    ])
+    store = labels_module.CleanLabelStore(tmp_path / "cache", "ab" * 32)
+    version, merge = store.add_file(filled, dataset_clean)
+    assert version is not None and merge.added == 30 and merge.changed == 0
+    merged = store.current(dataset_clean)
     newly = req.image_ids[:30] - 1
     assert np.array_equal(merged[newly], true[newly])
     assert np.array_equal(merged[:300], true[:300])
     assert int((merged >= 0).sum()) == 330
-    # The next request list asks for none of them again.
+    # The next request list asks for none of the labelled images again.
     again = request_labels(proba, merged, 100, noisy_labels=noisy, transition=_transition())
-    assert not set(again.image_ids) & set(req.image_ids[:30])
+    assert not set(again.image_ids - 1) & set(np.flatnonzero(merged >= 0))
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["image_id,label", "50,3", "1001,2"], "image id 1001 is not in 1..1000"),
+        (["image_id,label", "0,3"], "image id 0 is not in 1..1000"),
+        (["image_id,label", "70,3", "70,4"], "conflicting labels 3 and 4"),
+        (["image_id,label", "50,10"], "label 10 is out of range 0..9"),
+        (["image_id,label", "50,-1"], "out of range"),
+        (["image_id,label", "50,cat"], "'cat' is not an integer"),
+        (["label,image_id", "50,3"], "expected 'image_id,label'"),
+        (["image_id,label,comment", "50,3,sure"], "got 3"),
+        pytest.param(
+            ["image_id,label,comment", "50,3"], "image_id,label",
+            marks=pytest.mark.xfail(strict=True, reason="labels add ignores a 3-name header"),
+        ),
+        (["image_id,label", "50,3,sure"], "got 3"),
+        (["image_id,label", "2,3"], "contradict existing clean labels"),
+    ],
+)
+def test_labels_add_refuses_bad_input_and_merges_nothing(
+    tmp_path: Path, lines: list[str], message: str
+) -> None:
+    labels_module = pytest.importorskip("tasks.labels", reason="tasks.labels (labels add)")
+    dataset_clean = np.full(1000, UNKNOWN)
+    dataset_clean[:10] = 7  # image 2 is known to be class 7: a "3" for it contradicts
+    store = labels_module.CleanLabelStore(tmp_path / "cache", "cd" * 32)
+    store.add_file(_fill(tmp_path / "good.csv", [(20, "1"), (21, "2")]), dataset_clean)
+    before = store.current(dataset_clean).copy()
+    # A good row first: a bad file must not merge even its good rows.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([lines[0], "30,5", *lines[1:]]) + "\n")
+    with pytest.raises(labels_module.LabelError, match=re.escape(message)) as raised:
+        store.add_file(bad, dataset_clean)
+    assert "bad.csv" in str(raised.value)
+    assert np.array_equal(store.current(dataset_clean), before)
+    assert len(store.versions()) == 1
 
 
 class _Tiles(HTMLParser):
@@ -314,6 +354,7 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.nda
 
 def test_cli_review_writes_lists_and_gallery(demo_dataset, tmp_path: Path) -> None:
     pytest.importorskip("tasks.noise", reason="review estimates the noise matrix with tasks.noise")
+    labels_module = pytest.importorskip("tasks.labels", reason="tasks.labels (labels add)")
     data, true = demo_dataset
     cache = tmp_path / "cache"
     dataset = ingest(data, cache).load()
@@ -338,11 +379,28 @@ def test_cli_review_writes_lists_and_gallery(demo_dataset, tmp_path: Path) -> No
     wrong = true[flagged - 1] != dataset.noisy_labels[flagged - 1]
     assert wrong.mean() >= 0.9
     assert (out / GALLERY_HTML).read_text().count('class="tile"') == 16
-    # The ingested artifact folder works as --data too; a bad probability file is refused.
+
+    # A finished run's folder: labels added since the run are never requested again.
+    run = tmp_path / "run"
+    run.mkdir()
+    np.save(run / RUN_PROBA, proba.astype(np.float32))
+    (run / RUN_METRICS).write_text(json.dumps(
+        {"dataset_dir": str(dataset.path), "cache_dir": str(cache)}
+    ))
+    answered = _fill(tmp_path / "answered.csv", [(int(i), str(true[i - 1])) for i in ids[:20]])
+    store = labels_module.CleanLabelStore(cache, dataset.content_hash)
+    store.add_file(answered, dataset.clean_labels)
+    again = CliRunner().invoke(app, ["review", str(run), "--num-requests", "30", "--top-n", "4"])
+    assert again.exit_code == 0, again.output
+    new_ids, _ = read_label_rows(run / "review" / REQUESTS_CSV, allow_empty_label=True)
+    assert len(new_ids) == 30 and not set(new_ids) & set(ids[:20])
+    assert set(ids[20:]) <= set(new_ids)  # the unanswered ones are still worth asking
+
+    # Bad input is refused with the file named, and nothing is written.
     np.save(tmp_path / "short.npy", proba[:5])
     bad = CliRunner().invoke(app, [
         "review", "--proba", str(tmp_path / "short.npy"), "--data", str(dataset.path),
-        "--out", str(tmp_path / "r2"),
+        "--out", str(tmp_path / "r2"), "--cache-dir", str(cache),
     ])
     assert bad.exit_code == 2 and "5 rows but the dataset has 400 images" in bad.output
     assert not (tmp_path / "r2").exists()
@@ -350,4 +408,7 @@ def test_cli_review_writes_lists_and_gallery(demo_dataset, tmp_path: Path) -> No
         "review", "--proba", str(tmp_path / "nope.npy"), "--data", str(dataset.path),
     ])
     assert missing.exit_code == 2 and "nope.npy: probabilities file not found" in missing.output
-
+    neither = CliRunner().invoke(app, ["review"])
+    assert neither.exit_code == 2 and "give a run folder, or both --proba and --data" in (
+        neither.output
+    )
