@@ -1,0 +1,352 @@
+"""infra/: what can be checked without a cluster or a Docker engine.
+
+The GPU base job template is rendered by prefect-kubernetes' own code (the same
+`from_template_and_values` + `prepare_for_flow_run` a worker runs for each flow run); the
+worker manifests, the compose file and the Dockerfiles are parsed and cross-checked against
+each other and against pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra"
+TEMPLATE_PATH = INFRA / "k8s" / "gpu-base-job-template.json"
+WORKER_MANIFESTS = INFRA / "k8s" / "worker.yaml"
+KUSTOMIZATION = INFRA / "k8s" / "kustomization.yaml"
+COMPOSE_PATH = INFRA / "compose" / "compose.yaml"
+DOCKERFILES = {flavour: INFRA / "docker" / f"{flavour}.Dockerfile" for flavour in ("cpu", "gpu")}
+GPU_POOL = "relabel-gpu"
+
+
+def _template() -> dict[str, Any]:
+    return json.loads(TEMPLATE_PATH.read_text())
+
+
+def _render(values: dict[str, Any]) -> dict[str, Any]:
+    """The Job manifest a Kubernetes worker would submit for a flow run with these job
+    variables: prefect-kubernetes' own rendering and flow-run preparation."""
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun
+    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+
+    async def render() -> KubernetesWorkerJobConfiguration:
+        # The template holds no block or variable references, so rendering never calls the
+        # API; a client is passed only so that Prefect does not start a temporary server.
+        async with PrefectClient(api="http://127.0.0.1:9/api") as client:
+            return await KubernetesWorkerJobConfiguration.from_template_and_values(
+                _template(), values, client=client
+            )
+
+    configuration = asyncio.run(render())
+    configuration.prepare_for_flow_run(FlowRun(flow_id=uuid4(), name="gentle-otter"))
+    return configuration.job_manifest
+
+
+def _pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["template"]["spec"]
+
+
+def test_gpu_count_renders_into_limits_with_gpu_node_placement() -> None:
+    manifest = _render({
+        "gpu_count": 2,
+        "image": "registry.example.com/team/relabel-gpu:0.1.0",
+        "env": {"MLFLOW_TRACKING_URI": "http://mlflow.example.com"},
+    })
+    pod = _pod_spec(manifest)
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    # Unset optional variables disappear instead of rendering as empty strings.
+    assert "cpu" not in container["resources"]["limits"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert container["image"] == "registry.example.com/team/relabel-gpu:0.1.0"
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    # Deployment env is merged with the pool's default env, and Prefect adds its own.
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.example.com"
+    assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    assert "PREFECT__FLOW_RUN_ID" in env
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "relabel-credentials", "optional": True}}
+    ]
+    assert container["args"][:3] == ["prefect", "flow-run", "execute"]
+    assert pod["serviceAccountName"] == "relabel-flow-run"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert manifest["metadata"]["namespace"] == "relabel"
+
+
+def test_defaults_request_one_gpu_and_overrides_replace_placement() -> None:
+    pod = _pod_spec(_render({}))
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["containers"][0]["image"] == "relabel-gpu:0.1.0"
+
+    selector = {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    tolerations = [{"key": "gpu", "operator": "Equal", "value": "l4", "effect": "NoSchedule"}]
+    pod = _pod_spec(_render({"node_selector": selector, "tolerations": tolerations,
+                             "memory_limit": "64Gi", "cpu_limit": "8"}))
+    assert pod["nodeSelector"] == selector
+    assert pod["tolerations"] == tolerations
+    assert pod["containers"][0]["resources"]["limits"] == {
+        "cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 1}
+
+
+def test_every_declared_variable_is_referenced_and_every_reference_declared() -> None:
+    """Prefect silently ignores a variable that no placeholder uses, so a typo would make a
+    job variable (say gpu_count) do nothing."""
+    from prefect.utilities.templating import find_placeholders
+
+    template = _template()
+    declared = set(template["variables"]["properties"])
+    referenced = {p.name for p in find_placeholders(template["job_configuration"])}
+    assert declared - referenced == set(), "declared but never used in the job manifest"
+    assert referenced - declared == set(), "used in the job manifest but never declared"
+    job_manifest_refs = {p.name for p in find_placeholders(
+        template["job_configuration"]["job_manifest"])}
+    for name in ("gpu_count", "node_selector", "tolerations", "image", "env",
+                 "cpu_request", "memory_request", "credentials_secret"):
+        assert name in job_manifest_refs
+
+
+def test_template_is_derived_from_the_stock_kubernetes_template() -> None:
+    """Nothing of the template prefect-kubernetes ships is lost: a later prefect-kubernetes
+    that adds a variable makes this fail, prompting a re-derivation."""
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    stock = KubernetesWorker.get_default_base_job_template()
+    ours = _template()
+    assert set(stock["variables"]["properties"]) <= set(ours["variables"]["properties"])
+    assert set(stock["job_configuration"]) <= set(ours["job_configuration"])
+    stock_container = stock["job_configuration"]["job_manifest"]["spec"]["template"]["spec"][
+        "containers"][0]
+    our_container = _pod_spec(ours["job_configuration"]["job_manifest"])["containers"][0]
+    for key, value in stock_container.items():
+        if key != "resources":
+            assert our_container[key] == value, key
+
+
+def test_variable_defaults_satisfy_the_schema_and_bad_values_fail() -> None:
+    """The server validates deployment job variables against this schema."""
+    schema = _template()["variables"]
+    defaults = {name: spec["default"] for name, spec in schema["properties"].items()
+                if "default" in spec}
+    jsonschema.validate(defaults, schema)
+    for bad in ({"gpu_count": -1}, {"gpu_count": "two"}, {"tolerations": {"key": "x"}},
+                {"node_selector": {"gpu": 1}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**defaults, **bad}, schema)
+
+
+def _manifests() -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(WORKER_MANIFESTS.read_text()) if doc]
+
+
+def _one(kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in _manifests() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name} in {WORKER_MANIFESTS}"
+    return matches[0]
+
+
+def test_worker_manifests_are_consistent_with_the_template() -> None:
+    template_defaults = {k: v.get("default") for k, v in _template()["variables"]["properties"]
+                         .items()}
+    namespace = template_defaults["namespace"]
+    for doc in _manifests():
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace, doc["metadata"]["name"]
+
+    deployment = _one("Deployment", "prefect-worker")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[:3] == ["prefect", "worker", "start"]
+    assert command[command.index("--pool") + 1] == GPU_POOL
+    assert command[command.index("--type") + 1] == "kubernetes"
+    assert "--with-healthcheck" in command
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+
+    # The worker's identity may create Jobs and follow their pods in its namespace.
+    account = _one("ServiceAccount", pod["serviceAccountName"])["metadata"]["name"]
+    binding = _one("RoleBinding", "prefect-worker")
+    assert {"kind": "ServiceAccount", "name": account, "namespace": namespace} in binding[
+        "subjects"]
+    role = _one("Role", binding["roleRef"]["name"])
+    grants = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+              for resource in rule["resources"] for verb in rule["verbs"]}
+    for needed in [("batch", "jobs", "create"), ("batch", "jobs", "watch"),
+                   ("", "pods", "watch"), ("", "pods/log", "get"), ("", "events", "list")]:
+        assert needed in grants, needed
+    assert not any(d["kind"].startswith("Cluster") for d in _manifests())
+
+    # The flow-run pods' service account exists and gets no API token.
+    flow_run_account = _one("ServiceAccount", template_defaults["service_account_name"])
+    assert flow_run_account["automountServiceAccountToken"] is False
+
+    # --base-job-template points into the ConfigMap that kustomize builds from the JSON file.
+    template_arg = Path(command[command.index("--base-job-template") + 1])
+    mount = next(m for m in container["volumeMounts"]
+                 if template_arg.parent == Path(m["mountPath"]))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
+    (generator,) = kustomization["configMapGenerator"]
+    assert generator["name"] == volume["configMap"]["name"]
+    assert generator["files"] == [template_arg.name]
+    assert (KUSTOMIZATION.parent / template_arg.name).is_file()
+    assert kustomization["resources"] == [WORKER_MANIFESTS.name]
+
+
+def test_template_runs_as_the_gpu_image_user() -> None:
+    uid = _pod_spec(_template()["job_configuration"]["job_manifest"])["securityContext"][
+        "runAsUser"]
+    assert f"--uid {uid} " in DOCKERFILES["gpu"].read_text()
+
+
+# --- compose ---------------------------------------------------------------------------
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_PATH.read_text())
+
+
+def test_compose_has_the_whole_stack_with_health_checks() -> None:
+    services = _compose()["services"]
+    assert set(services) >= {"prefect-db", "prefect-server", "mlflow-db", "mlflow", "s3",
+                             "worker"}
+    for name, service in services.items():
+        one_shot = service.get("restart") == "no"
+        assert one_shot or "healthcheck" in service, f"{name} has no healthcheck"
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], dependency
+    assert "postgresql+asyncpg://" in services["prefect-server"]["environment"][
+        "PREFECT_API_DATABASE_CONNECTION_URL"]
+    mlflow_command = " ".join(services["mlflow"]["command"])
+    assert "--backend-store-uri=postgresql://" in mlflow_command
+    assert "--artifacts-destination=s3://" in mlflow_command
+    worker_env = services["worker"]["environment"]
+    assert worker_env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert worker_env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert worker_env["AWS_ENDPOINT_URL"] == "http://s3:8333"
+    worker_command = services["worker"]["command"]
+    assert worker_command[worker_command.index("--pool") + 1] == "relabel-local"
+
+
+def test_compose_publishes_only_needed_ports_on_loopback() -> None:
+    services = _compose()["services"]
+    published = {}
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
+            published[name] = port
+    assert published == {"prefect-server": "127.0.0.1:4200:4200",
+                         "mlflow": "127.0.0.1:5000:5000", "s3": "127.0.0.1:8333:8333"}
+    for name in ("prefect-db", "mlflow-db", "worker"):
+        assert "ports" not in services[name]
+
+
+def test_compose_volumes_and_secrets_come_from_outside() -> None:
+    compose = _compose()
+    declared = set(compose["volumes"])
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source in declared, f"{name} mounts {source}, not a named volume"
+    text = COMPOSE_PATH.read_text()
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    used = set(re.findall(r"\$\{(\w+)", text))
+    assert used == required, "every interpolated variable must be required, not defaulted"
+    example = (INFRA / "compose" / ".env.example").read_text()
+    example_keys = {line.split("=")[0] for line in example.splitlines()
+                    if line and not line.startswith("#")}
+    assert required == example_keys
+    for service in compose["services"].values():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|SECRET", key):
+                assert str(value).startswith("${"), f"{key} is hard-coded"
+    build = compose["x-relabel-image"]["build"]
+    assert (COMPOSE_PATH.parent / build["context"] / build["dockerfile"]).resolve() == \
+        DOCKERFILES["cpu"]
+
+
+# --- Dockerfiles -------------------------------------------------------------------------
+
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    logical, current = [], ""
+    for line in dockerfile.read_text().splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        current += " " + stripped.removesuffix("\\")
+        if not stripped.endswith("\\"):
+            logical.append(current.strip())
+            current = ""
+    return [(line.split()[0].upper(), line.partition(" ")[2]) for line in logical]
+
+
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_dockerfiles_install_from_pyproject_only(flavour: str) -> None:
+    steps = _instructions(DOCKERFILES[flavour])
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"])
+    installs = [args for op, args in steps if op == "RUN" and "pip install" in args]
+    assert installs, "no install step"
+    dependency_install = next(a for a in installs if "-r pyproject.toml" in a)
+    requested = set(re.findall(r"--extra (\S+)", dependency_install))
+    assert requested <= extras, requested - extras
+    assert ("gpu" in requested) == (flavour == "gpu")
+    assert "dask" in requested
+    for args in installs:
+        # Either the dependency list from pyproject.toml, or the project itself without deps.
+        assert "-r pyproject.toml" in args or ("--no-deps ." in args), args
+        assert "requirements" not in args
+    assert not list(ROOT.glob("**/requirements*.txt"))
+
+
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_dockerfiles_run_as_non_root_without_secrets(flavour: str) -> None:
+    steps = _instructions(DOCKERFILES[flavour])
+    stages = [i for i, (op, _) in enumerate(steps) if op == "FROM"]
+    assert len(stages) >= 2, "multi-stage: build tools stay out of the runtime image"
+    final = steps[stages[-1]:]
+    users = [args for op, args in final if op == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    for op, args in steps:
+        if op in ("ENV", "ARG"):
+            assert not re.search(r"(PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY)", args), args
+    # The deps layer is copied before the code, so code edits do not reinstall dependencies.
+    build = steps[stages[-2]:stages[-1]]
+    copies = [args for op, args in build if op == "COPY"]
+    assert copies.index("pyproject.toml README.md ./") < copies.index("relabel ./relabel")
+
+
+def test_docker_context_is_an_allow_list_covering_every_copy() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*", "everything not listed stays out of the build context"
+    allowed = [p[1:].rstrip("/") for p in patterns if p.startswith("!")]
+    assert ".env" not in allowed and not any("data" in p for p in allowed)
+    for dockerfile in DOCKERFILES.values():
+        for op, args in _instructions(dockerfile):
+            if op != "COPY" or "--from=" in args:
+                continue
+            sources = [a for a in args.split() if not a.startswith("--")][:-1]
+            for source in sources:
+                assert any(source == a or source.startswith(a + "/") for a in allowed), source
+                assert source == "prefect.yaml" or (ROOT / source).exists(), source
+
