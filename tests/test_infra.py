@@ -81,7 +81,8 @@ def test_gpu_count_renders_into_limits_with_gpu_node_placement() -> None:
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert "PREFECT__FLOW_RUN_ID" in env
     assert container["envFrom"] == [
-        {"secretRef": {"name": "relabel-credentials", "optional": True}}
+        {"configMapRef": {"name": "relabel-settings", "optional": True}},
+        {"secretRef": {"name": "relabel-credentials", "optional": True}},
     ]
     assert container["args"][:3] == ["prefect", "flow-run", "execute"]
     assert pod["serviceAccountName"] == "relabel-flow-run"
@@ -117,7 +118,7 @@ def test_every_declared_variable_is_referenced_and_every_reference_declared() ->
     job_manifest_refs = {p.name for p in find_placeholders(
         template["job_configuration"]["job_manifest"])}
     for name in ("gpu_count", "node_selector", "tolerations", "image", "env",
-                 "cpu_request", "memory_request", "credentials_secret"):
+                 "cpu_request", "memory_request", "credentials_secret", "settings_configmap"):
         assert name in job_manifest_refs
 
 
@@ -201,11 +202,31 @@ def test_worker_manifests_are_consistent_with_the_template() -> None:
                  if template_arg.parent == Path(m["mountPath"]))
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
-    (generator,) = kustomization["configMapGenerator"]
-    assert generator["name"] == volume["configMap"]["name"]
-    assert generator["files"] == [template_arg.name]
+    generators = {g["name"]: g for g in kustomization["configMapGenerator"]}
+    assert generators[volume["configMap"]["name"]]["files"] == [template_arg.name]
     assert (KUSTOMIZATION.parent / template_arg.name).is_file()
     assert kustomization["resources"] == [WORKER_MANIFESTS.name]
+    # The worker's Prefect API address comes from a generated ConfigMap; auth is optional.
+    (api_config,) = [e["configMapRef"]["name"] for e in container["envFrom"]
+                     if "configMapRef" in e]
+    assert any(literal.startswith("PREFECT_API_URL=http")
+               for literal in generators[api_config]["literals"])
+    assert all(e["secretRef"]["optional"] for e in container["envFrom"] if "secretRef" in e)
+
+
+def test_gpu_check_job_matches_the_pool_placement() -> None:
+    defaults = {k: v.get("default") for k, v in _template()["variables"]["properties"].items()}
+    job = yaml.safe_load((INFRA / "k8s" / "gpu-check-job.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["nodeSelector"] == defaults["node_selector"]
+    assert pod["tolerations"] == defaults["tolerations"]
+    assert container["image"] == defaults["image"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["command"][:2] == ["bash", "infra/gpu-check.sh"]
+    assert pod["serviceAccountName"] == defaults["service_account_name"]
+    template_pod = _pod_spec(_template()["job_configuration"]["job_manifest"])
+    assert pod["securityContext"] == template_pod["securityContext"]
 
 
 def test_template_runs_as_the_gpu_image_user() -> None:
