@@ -1,0 +1,103 @@
+"""The relabel pipeline as one Prefect flow: the old notebook's sections, in order.
+
+ingest -> explore noise -> features -> baseline -> Model I -> clean model (k folds in
+parallel) -> label correction -> retrain (Model II) -> score -> predict the test folder.
+
+Every stage is a task in flows/stages.py, cached on its inputs' hashes + config + source, so
+a rerun skips straight to the first stage whose inputs or code changed, and a run killed in
+the middle resumes at the interrupted stage. Run it with `relabel run`, or deploy it
+(prefect.yaml: `train`, `train-gpu`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.runners import make_task_runner
+from flows.stages import (
+    DatasetRef,
+    PipelineSummary,
+    combine_clean_folds,
+    correct_noisy_labels,
+    explore_noise,
+    extract_features,
+    ingest_dataset,
+    publish_results,
+    resolve_clean_labels,
+    results_in,
+    retrain_model2,
+    run_labels,
+    score_model,
+    split_clean_labels,
+    train_baseline,
+    train_clean_model,
+    train_model1,
+)
+from relabel.config import PipelineConfig
+
+
+def run_name(profile: str, data_hash: str) -> str:
+    return f"{profile}-{data_hash[:12]}"
+
+
+def _initial_run_name() -> str:
+    """Before ingestion the content hash is unknown: profile + dataset location for now."""
+    config = flow_run.parameters.get("config") or {}
+    if isinstance(config, PipelineConfig):
+        config = config.model_dump()
+    return f"{config.get('profile', 'smoke')}-{Path(str(config.get('data', 'data'))).name}"
+
+
+def _rename_run(profile: str, data: DatasetRef) -> str:
+    """Once the data hash is known, rename the flow run to "<profile>-<data hash>"."""
+    from prefect import get_client
+
+    name = run_name(profile, data.content_hash)
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, name=name)
+    return name
+
+
+@flow(name="relabel-pipeline", flow_run_name=_initial_run_name, log_prints=True)
+def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # noqa: B008
+    """Train Baseline, Model I and Model II on a dataset and predict its test folder."""
+    cache, profile, seed = config.cache_dir, config.train, config.seed
+    with results_in(cache):
+        data = ingest_dataset(config.data, cache, config.ingest_workers)
+        name = _rename_run(config.profile, data)
+        with run_labels(config.profile, data.content_hash):
+            clean = resolve_clean_labels(data, cache)
+            split = split_clean_labels(clean, config.validation_size, profile.folds, seed, cache)
+            noise = explore_noise(clean, data.noisy_labels, split, cache)
+            features = extract_features(data.images, data.test_images, cache)
+            models, clean_model, correction = [], None, None
+            if "baseline" in config.models:
+                models.append(train_baseline(features, data.noisy_labels, split, seed, cache))
+            if "model1" in config.models:
+                models.append(train_model1(data.images, data.noisy_labels, noise, split,
+                                           profile, seed, cache))
+            if "model2" in config.models:
+                folds = train_clean_model(make_task_runner(config), data.images, clean, split,
+                                          profile, seed, cache)
+                clean_model = combine_clean_folds(folds, data.num_images, cache)
+                correction = correct_noisy_labels(clean_model, data.noisy_labels, clean, noise,
+                                                  split, config.correction, config.threshold,
+                                                  cache)
+                models.append(retrain_model2(data.images, clean, split, correction, profile,
+                                             seed, cache))
+            scores = [score_model(m, data, clean, features, split, profile, cache)
+                      for m in models]
+            summary = PipelineSummary(
+                run_name=name, profile=config.profile, data_hash=data.content_hash,
+                dataset_dir=data.directory, cache_dir=str(Path(cache).resolve()),
+                clean_labels_sha256=clean.sha256, config=config.model_dump(mode="json"),
+                counts=split.counts, noise=noise, clean_model=clean_model,
+                correction=correction, models={m.name: m for m in models},
+                scores={s.name: s for s in scores},
+            )
+            summary.outputs = publish_results(config.output_dir, summary)
+    get_run_logger().info("results in %s: %s", config.output_dir, summary.headline())
+    return summary

@@ -1,0 +1,653 @@
+"""Prefect tasks: one per pipeline stage, each a thin wrapper around a `tasks/` function.
+
+A wrapper loads its inputs from `Artifact`s (path + SHA-256), calls the stage function on
+plain arrays, stores what it produced as new artifacts under the cache dir, and returns a
+small pydantic record: artifact references plus the stage's numbers (`metrics`, `history`)
+for the flow to report or hand to a tracker. Prefect persists these records as JSON under
+`CACHE_DIR/prefect-results` (see `flows.pipeline.results_in`).
+
+Caching and retries are declared in the decorators:
+
+- deterministic compute (`COMPUTE`): cache key = hash of the task's inputs (artifact
+  references, the relevant slice of the config) + the task's source code, no retries: a
+  rerun with unchanged data and config is served from the cache, and an edited stage
+  recomputes itself and everything downstream (its output artifacts get new hashes);
+- I/O (`IO_RETRIES`): reading the dataset, writing results: retried with exponential
+  backoff, because a network filesystem or S3 hiccup is not a reason to fail a long run.
+
+Heavy libraries (TensorFlow via tasks.train, scikit-learn) are imported inside the tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.context import TagsContext, TaskRunContext
+from prefect.task_runners import TaskRunner
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+
+from flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
+from relabel.config import TrainProfile
+from relabel.fileio import atomic_path, write_json_atomic
+
+# Cache key = inputs + task source. Results are JSON: small, readable, never pickled arrays.
+COMPUTE: dict[str, Any] = dict(
+    cache_policy=INPUTS + TASK_SOURCE, persist_result=True, result_serializer="json"
+)
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: OS/network errors and storage faults, not bad input
+    (IngestError/LabelError are ValueErrors) or bugs."""
+    from relabel.storage import StorageError
+
+    try:
+        state.result()
+    except (OSError, StorageError):
+        return True
+    except Exception:  # noqa: BLE001 - anything else is permanent
+        return False
+    return False
+
+
+# I/O: three retries after 2 s, 4 s, 8 s (+-20% jitter so parallel retries do not align).
+IO_RETRIES: dict[str, Any] = dict(
+    retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.2, retry_condition_fn=_transient,
+)
+MODEL_NAMES = {"baseline": "Baseline", "model1": "Model I", "model2": "Model II"}
+
+
+# ------------------------------------------------------------- result storage, names
+
+
+@contextlib.contextmanager
+def results_in(cache_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Persist every task result inside this block under `CACHE_DIR/prefect-results`.
+
+    Results (artifact records) and the artifacts they point at then live and die together:
+    deleting the cache dir can never leave a cached result pointing at a missing file. The
+    cache dir is a run parameter, so this is set on the running flow's context rather than
+    in the decorators; thread, Dask and Ray runners all carry the context to their tasks.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.filesystems import LocalFileSystem
+
+    folder = Path(cache_dir).resolve() / "prefect-results"
+    folder.mkdir(parents=True, exist_ok=True)
+    context = FlowRunContext.get()
+    if context is None:
+        raise RuntimeError("results_in() must be used inside a running flow")
+    store = context.result_store.model_copy(
+        update={"result_storage": LocalFileSystem(basepath=str(folder)), "metadata_storage": None}
+    )
+    with context.model_copy(update={"result_store": store}):
+        yield folder
+
+
+
+
+@contextlib.contextmanager
+def run_labels(profile: str, data_hash: str) -> Iterator[None]:
+    """Tag every task run inside with the profile and data hash (names and UI filters)."""
+    from prefect import tags
+
+    with tags(f"profile:{profile}", f"data:{data_hash[:12]}"):
+        yield
+
+
+def stage_name(title: str) -> Callable[..., str]:
+    """A task-run name function: "<title> [<profile> <data hash>]", profile and data hash
+    taken from the run's tags; a fold number or model name among the parameters is added."""
+
+    def name(parameters: dict[str, Any]) -> str:
+        found = dict(tag.split(":", 1) for tag in TagsContext.get().current_tags if ":" in tag)
+        detail = ""
+        if "fold" in parameters:
+            detail = f" {parameters['fold']}"
+        elif isinstance(parameters.get("model"), TrainedModel):
+            detail = f" {parameters['model'].name}"
+        label = " ".join(v for v in (found.get("profile"), found.get("data")) if v)
+        return f"{title}{detail} [{label}]" if label else f"{title}{detail}"
+
+    return name
+
+
+# --------------------------------------------------------------------- stage records
+
+
+class DatasetRef(BaseModel):
+    """An ingested dataset: its content hash and one artifact per array."""
+
+    content_hash: str
+    directory: str
+    images: Artifact
+    noisy_labels: Artifact
+    clean_labels: Artifact  # the dataset's own; see resolve_clean_labels for merged sets
+    test_images: Artifact | None = None
+    test_labels: Artifact | None = None
+    summary: dict[str, Any] = {}
+
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
+    @property
+    def num_images(self) -> int:
+        return int(self.summary["num_images"])
+
+
+class SplitRef(BaseModel):
+    """Image indices (0-based): clean-labelled training images, the held-out validation
+    images (never trained on, scores are reported on them), and k (train, holdout) folds
+    of the clean training images for the clean model."""
+
+    train_idx: Artifact
+    val_idx: Artifact
+    folds: list[tuple[Artifact, Artifact]]
+    counts: dict[str, int]
+
+
+class NoiseReport(BaseModel):
+    """T[i, j] = P(noisy = j | true = i), estimated on the clean training images; per-class
+    noise rates 1 - T[i, i]; and the two plots."""
+
+    transition: Artifact
+    noise_rates: dict[str, float]
+    overall_noise_rate: float
+    plots: dict[str, Artifact]
+
+
+class FeaturesRef(BaseModel):
+    """Colour-histogram features (int64 [n, 15]) of the training and test images."""
+
+    train: Artifact
+    test: Artifact | None = None
+
+
+class TrainedModel(BaseModel):
+    """A trained classifier. `metrics`: seconds, images_per_second, epochs, ...; `history`:
+    per-epoch curves (loss, accuracy, val_accuracy, lr) for Keras models."""
+
+    name: str
+    kind: Literal["sklearn", "keras"]
+    model: Artifact
+    metrics: dict[str, float] = {}
+    history: dict[str, list[float]] = {}
+
+
+class FoldRef(BaseModel):
+    """One clean-model fold: its model and its probabilities on its held-out clean images
+    (out-of-fold) and on every image it did not train on or hold out."""
+
+    fold: int
+    model: TrainedModel
+    holdout_idx: Artifact
+    holdout_proba: Artifact
+    predict_idx: Artifact
+    predict_proba: Artifact
+
+
+class CorrectionRef(BaseModel):
+    """Corrected labels of the images without a clean label (`noisy_idx`): soft `targets`
+    float32 [n, 10], hard `labels`, `confidence`, and `keep` (rows Model II trains on).
+    `metrics`: counts, and `validation_correction_accuracy`: how often the correction
+    recovers the true label on the held-out validation images."""
+
+    noisy_idx: Artifact
+    targets: Artifact
+    labels: Artifact
+    confidence: Artifact
+    keep: Artifact
+    metrics: dict[str, float]
+
+
+class ModelScores(BaseModel):
+    """One model's scores (accuracy, macro_f1, per_class_f1; see tasks.evaluate) on the
+    validation images and, when the test folder has labels, on the test images; plus its
+    predicted test labels (int64 [T])."""
+
+    name: str
+    validation: dict[str, Any]
+    test: dict[str, Any] | None = None
+    test_predictions: Artifact | None = None
+
+
+class CleanModelRef(BaseModel):
+    """The clean model's p(true label | image): `proba` float32 [N, 10] (out-of-fold on the
+    clean training images, fold mean elsewhere, NaN rows where no fold predicted) and
+    `fold_proba` float32 [F, N, 10] (each fold's own predictions, NaN where it made none)."""
+
+    proba: Artifact
+    fold_proba: Artifact
+
+
+class PipelineSummary(BaseModel):
+    """What a run produced: scores per model (validation, and test when labelled), each
+    model's training numbers and curves, the noise estimate, the clean model's and the
+    correction's outputs, and where the published files are. Everything a tracker needs."""
+
+    run_name: str
+    profile: str
+    data_hash: str
+    dataset_dir: str
+    cache_dir: str
+    clean_labels_sha256: str
+    config: dict[str, Any]
+    counts: dict[str, int]
+    noise: NoiseReport
+    clean_model: CleanModelRef | None = None
+    correction: CorrectionRef | None = None
+    models: dict[str, TrainedModel] = {}
+    scores: dict[str, ModelScores] = {}
+    outputs: dict[str, str] = {}
+
+    def headline(self) -> dict[str, float]:
+        """Validation (and test) accuracy per model: the numbers a person looks at first."""
+        out = {f"{n} validation accuracy": s.validation["accuracy"]
+               for n, s in self.scores.items()}
+        out.update({f"{n} test accuracy": s.test["accuracy"]
+                    for n, s in self.scores.items() if s.test})
+        return out
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cheap identity of the dataset: for a folder its files' names, sizes and mtimes (no
+    image is read), for an S3 prefix its listing (keys, sizes, ETags)."""
+    from tasks.ingest import stat_fingerprint
+
+    data = str(parameters["data"])
+    if data.startswith("s3://"):
+        from relabel.storage import prefix_fingerprint
+
+        identity = prefix_fingerprint(data)
+    elif Path(data).is_dir():
+        identity = stat_fingerprint(Path(data))
+    else:
+        identity = f"missing-{time.time_ns()}"  # never a hit: the task will report the error
+    return f"{identity}|{Path(parameters['cache_dir']).resolve()}|{parameters.get('workers')}"
+
+
+@task(name="Ingest dataset", task_run_name="Ingest dataset [{data}]",
+      cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_ingest_cache_key),
+      persist_result=True, result_serializer="json", **IO_RETRIES)
+def ingest_dataset(data: str, cache_dir: Path, workers: int | None = None) -> DatasetRef:
+    """Validate the dataset folder (or fetch the S3 prefix) into a content-addressed artifact."""
+    from tasks.ingest import ingest
+
+    local = Path(data)
+    if data.startswith("s3://"):
+        from relabel.storage import fetch_prefix
+
+        local = fetch_prefix(data, Path(cache_dir) / "s3")
+    result = ingest(local, cache_dir, workers)
+    folder = result.dataset_dir.resolve()
+    hashes_file = folder / "artifact-hashes.json"
+    # The dataset folder is immutable: hash its arrays once, reuse the hashes afterwards.
+    if hashes_file.is_file():
+        refs = {k: Artifact(**v) for k, v in json.loads(hashes_file.read_text()).items()}
+    else:
+        refs = {p.stem: reference_file(p) for p in sorted(folder.glob("*.npy"))}
+        write_json_atomic(hashes_file, {k: v.model_dump() for k, v in refs.items()})
+    return DatasetRef(
+        content_hash=result.content_hash, directory=str(folder), images=refs["images"],
+        noisy_labels=refs["noisy_labels"], clean_labels=refs["clean_labels"],
+        test_images=refs.get("test_images"), test_labels=refs.get("test_labels"),
+        summary=result.summary,
+    )
+
+
+def _clean_labels_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Changes exactly when a new clean-label version is merged for this dataset."""
+    from tasks.labels import CleanLabelStore
+
+    dataset: DatasetRef = parameters["dataset"]
+    store = CleanLabelStore(parameters["cache_dir"], dataset.content_hash)
+    latest = store.latest()
+    return f"{dataset.clean_labels.sha256}|{latest.path.resolve() if latest else 'none'}"
+
+
+@task(name="Resolve clean labels", task_run_name=stage_name("Resolve clean labels"),
+      cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_clean_labels_cache_key),
+      persist_result=True, result_serializer="json", **IO_RETRIES)
+def resolve_clean_labels(dataset: DatasetRef, cache_dir: Path) -> Artifact:
+    """The newest merged clean-label set of this dataset (`relabel labels add`), or the
+    dataset's own clean labels when none was merged. int64 [N], -1 = unknown."""
+    from tasks.labels import CleanLabelStore
+
+    latest = CleanLabelStore(cache_dir, dataset.content_hash).latest()
+    if latest is None:
+        return dataset.clean_labels
+    return Artifact(path=str(latest.path.resolve()), sha256=reference_file(latest.path).sha256)
+
+
+@task(name="Split clean labels", task_run_name=stage_name("Split clean labels"), **COMPUTE)
+def split_clean_labels(
+    clean_labels: Artifact, validation_size: float, folds: int, seed: int, cache_dir: Path
+) -> SplitRef:
+    """Hold out `validation_size` of the clean labels (stratified), and cut the rest into
+    `folds` stratified folds for the clean model."""
+    from tasks.split import kfold_splits, validation_split
+
+    labels = load_array(clean_labels)
+    train_idx, val_idx = validation_split(labels, validation_size, seed)
+    fold_refs = [
+        (save_array(cache_dir, "split", train), save_array(cache_dir, "split", holdout))
+        for train, holdout in kfold_splits(train_idx, labels[train_idx], folds, seed)
+    ]
+    return SplitRef(
+        train_idx=save_array(cache_dir, "split", train_idx),
+        val_idx=save_array(cache_dir, "split", val_idx),
+        folds=fold_refs,
+        counts={"clean_train": len(train_idx), "validation": len(val_idx),
+                "noisy_only": int((labels < 0).sum())},
+    )
+
+
+@task(name="Explore label noise", task_run_name=stage_name("Explore label noise"), **COMPUTE)
+def explore_noise(
+    clean_labels: Artifact, noisy_labels: Artifact, split: SplitRef, cache_dir: Path
+) -> NoiseReport:
+    """Estimate the noise transition matrix on the clean training images and plot it."""
+    from relabel import CLASS_NAMES
+    from tasks.noise import (
+        estimate_transition,
+        noise_rates,
+        overall_noise_rate,
+        plot_noise_rates,
+        plot_transition,
+    )
+
+    idx = load_array(split.train_idx)
+    transition = estimate_transition(load_array(clean_labels)[idx], load_array(noisy_labels)[idx])
+    rates = noise_rates(transition)
+    plots = {
+        "transition_matrix.png": save_file(
+            cache_dir, "plots", ".png", lambda p: plot_transition(transition, p)),
+        "noise_rates.png": save_file(
+            cache_dir, "plots", ".png", lambda p: plot_noise_rates(rates, p)),
+    }
+    return NoiseReport(
+        transition=save_array(cache_dir, "noise", transition),
+        noise_rates={name: float(r) for name, r in zip(CLASS_NAMES, rates, strict=True)},
+        overall_noise_rate=float(overall_noise_rate(transition)),
+        plots=plots,
+    )
+
+
+@task(name="Extract colour features", task_run_name=stage_name("Extract colour features"),
+      **COMPUTE)
+def extract_features(
+    images: Artifact, test_images: Artifact | None, cache_dir: Path
+) -> FeaturesRef:
+    """The old notebook's 15 colour-histogram counts per image (baseline input)."""
+    from tasks.features import rgb_histogram
+
+    train = save_array(cache_dir, "features", rgb_histogram(load_array(images, mmap=True)))
+    test = None
+    if test_images is not None:
+        test = save_array(cache_dir, "features", rgb_histogram(load_array(test_images, mmap=True)))
+    return FeaturesRef(train=train, test=test)
+
+
+def _training_pool(split: SplitRef, num_images: int) -> np.ndarray:
+    """Every image except the validation ones (which no model ever trains on)."""
+    mask = np.ones(num_images, dtype=bool)
+    mask[load_array(split.val_idx)] = False
+    return np.flatnonzero(mask)
+
+
+@task(name="Train baseline", task_run_name=stage_name("Train baseline"), **COMPUTE)
+def train_baseline(
+    features: FeaturesRef, noisy_labels: Artifact, split: SplitRef, seed: int, cache_dir: Path
+) -> TrainedModel:
+    """The old notebook's baseline: logistic regression on colour histograms, fitted to the
+    noisy labels of every non-validation image."""
+    import time
+
+    import joblib
+
+    from tasks.baseline import fit_baseline
+
+    x, noisy = load_array(features.train), load_array(noisy_labels)
+    pool = _training_pool(split, len(noisy))
+    started = time.perf_counter()
+    model = fit_baseline(x[pool], noisy[pool], seed)
+    seconds = time.perf_counter() - started
+    artifact = save_file(cache_dir, "models", ".joblib", lambda p: joblib.dump(model, p))
+    return TrainedModel(name="Baseline", kind="sklearn", model=artifact,
+                        metrics={"seconds": seconds, "train_images": float(len(pool))})
+
+
+def _keras_record(name: str, result: Any, cache_dir: Path) -> TrainedModel:
+    """Save a TrainResult's model as an artifact and keep its numbers."""
+    from tasks.train import save_model
+
+    artifact = save_file(cache_dir, "models", ".keras", lambda p: save_model(result.model, p))
+    metrics = {"seconds": float(result.seconds), "epochs": float(result.epochs),
+               "images_per_second": float(result.images_per_second)}
+    if result.gflops_per_second is not None:
+        metrics["gflops_per_second"] = float(result.gflops_per_second)
+    history = {k: [float(v) for v in values] for k, values in result.history.items()}
+    return TrainedModel(name=name, kind="keras", model=artifact, metrics=metrics, history=history)
+
+
+@task(name="Train Model I (noisy labels)", task_run_name=stage_name("Train Model I"), **COMPUTE)
+def train_model1(
+    images: Artifact, noisy_labels: Artifact, noise: NoiseReport, split: SplitRef,
+    profile: TrainProfile, seed: int, cache_dir: Path,
+) -> TrainedModel:
+    """Model I: the CNN trained on the noisy labels with forward loss correction by T."""
+    from tasks.model1 import train_model1 as fit_model1
+
+    x, noisy = load_array(images, mmap=True), load_array(noisy_labels)
+    pool = _training_pool(split, len(noisy))
+    result = fit_model1(np.asarray(x[pool]), noisy[pool], load_array(noise.transition),
+                        profile, seed)
+    return _keras_record("Model I", result, cache_dir)
+
+
+@task(name="Train clean-model fold", task_run_name=stage_name("Train clean-model fold"),
+      **COMPUTE)
+def train_clean_fold(
+    images: Artifact, clean_labels: Artifact, split: SplitRef, fold: int,
+    profile: TrainProfile, seed: int, cache_dir: Path,
+) -> FoldRef:
+    """One fold of the clean model: trained on the clean labels outside its holdout; predicts
+    its holdout (out-of-fold) and every image without a clean training label."""
+    from tasks.clean_model import train_clean_fold as fit_fold
+
+    x, labels = load_array(images, mmap=True), load_array(clean_labels)
+    train_idx, holdout_idx = (load_array(a) for a in split.folds[fold])
+    predict_mask = np.ones(len(labels), dtype=bool)
+    predict_mask[load_array(split.train_idx)] = False  # noisy-only + validation images
+    predict_idx = np.flatnonzero(predict_mask)
+    result = fit_fold(x, labels, train_idx, holdout_idx, predict_idx, profile, seed, fold)
+    return FoldRef(
+        fold=fold,
+        model=_keras_record(f"clean fold {fold}", result.train, cache_dir),
+        holdout_idx=save_array(cache_dir, "clean-model", result.holdout_idx),
+        holdout_proba=save_array(cache_dir, "clean-model", result.holdout_proba),
+        predict_idx=save_array(cache_dir, "clean-model", result.predict_idx),
+        predict_proba=save_array(cache_dir, "clean-model", result.predict_proba),
+    )
+
+
+def train_clean_model(
+    runner: TaskRunner, images: Artifact, clean_labels: Artifact, split: SplitRef,
+    profile: TrainProfile, seed: int, cache_dir: Path,
+) -> list[FoldRef]:
+    """The k clean-model folds as parallel task runs on `runner` (see flows.runners)."""
+    with runner:
+        futures = [
+            runner.submit(train_clean_fold, parameters=dict(
+                images=images, clean_labels=clean_labels, split=split, fold=fold,
+                profile=profile, seed=seed, cache_dir=cache_dir))
+            for fold in range(len(split.folds))
+        ]
+        return [future.result() for future in futures]
+
+
+@task(name="Combine clean-model folds", task_run_name=stage_name("Combine clean-model folds"),
+      **COMPUTE)
+def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) -> CleanModelRef:
+    """Out-of-fold probabilities on the clean training images, the fold ensemble's mean
+    everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review."""
+    from relabel import NUM_CLASSES
+    from tasks.clean_model import FoldResult, combine_folds
+
+    results = [
+        FoldResult(fold=f.fold, holdout_idx=load_array(f.holdout_idx),
+                   holdout_proba=load_array(f.holdout_proba),
+                   predict_idx=load_array(f.predict_idx),
+                   predict_proba=load_array(f.predict_proba), train=None)
+        for f in folds
+    ]
+    stacked = np.full((len(results), num_images, NUM_CLASSES), np.nan, dtype=np.float32)
+    for k, fold in enumerate(results):
+        stacked[k, fold.holdout_idx] = fold.holdout_proba
+        stacked[k, fold.predict_idx] = fold.predict_proba
+    return CleanModelRef(
+        proba=save_array(cache_dir, "clean-model", combine_folds(results, num_images)),
+        fold_proba=save_array(cache_dir, "clean-model", stacked),
+    )
+
+
+@task(name="Correct noisy labels", task_run_name=stage_name("Correct noisy labels"), **COMPUTE)
+def correct_noisy_labels(
+    clean_model: CleanModelRef, noisy_labels: Artifact, clean_labels: Artifact,
+    noise: NoiseReport,
+    split: SplitRef, method: Literal["posterior", "threshold"], threshold: float,
+    cache_dir: Path,
+) -> CorrectionRef:
+    """New labels for the images without a clean label, from the clean model's probabilities
+    and the noisy label (posterior under T, or the old notebook's confidence threshold)."""
+    from tasks.correct import correct_labels, correction_accuracy
+
+    p, noisy = load_array(clean_model.proba), load_array(noisy_labels)
+    clean = load_array(clean_labels)
+    transition = load_array(noise.transition)
+    noisy_idx = np.flatnonzero(clean < 0)
+    correction = correct_labels(p[noisy_idx], noisy[noisy_idx], transition, method, threshold)
+    # Same rule on the validation images, whose true labels we know and never trained on.
+    val_idx = load_array(split.val_idx)
+    on_validation = correct_labels(p[val_idx], noisy[val_idx], transition, method, threshold)
+    metrics = {
+        "corrected_images": float(len(noisy_idx)),
+        "kept_images": float(correction.keep.sum()),
+        "changed_from_noisy": float((correction.labels != noisy[noisy_idx]).mean())
+        if len(noisy_idx) else 0.0,
+        "validation_correction_accuracy": correction_accuracy(on_validation, clean[val_idx]),
+        "validation_noisy_label_accuracy": float((noisy[val_idx] == clean[val_idx]).mean()),
+    }
+    return CorrectionRef(
+        noisy_idx=save_array(cache_dir, "correction", noisy_idx),
+        targets=save_array(cache_dir, "correction", correction.targets),
+        labels=save_array(cache_dir, "correction", correction.labels),
+        confidence=save_array(cache_dir, "correction", correction.confidence),
+        keep=save_array(cache_dir, "correction", correction.keep),
+        metrics=metrics,
+    )
+
+
+@task(name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"), **COMPUTE)
+def retrain_model2(
+    images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
+    profile: TrainProfile, seed: int, cache_dir: Path,
+) -> TrainedModel:
+    """Model II: trained on the clean training labels plus the corrected labels."""
+    from tasks.correct import Correction
+    from tasks.retrain import retrain_model2 as fit_model2
+
+    fix = Correction(
+        targets=load_array(correction.targets), labels=load_array(correction.labels),
+        confidence=load_array(correction.confidence), keep=load_array(correction.keep),
+    )
+    result = fit_model2(load_array(images, mmap=True), load_array(split.train_idx),
+                        load_array(clean_labels), load_array(correction.noisy_idx), fix,
+                        profile, seed)
+    return _keras_record("Model II", result, cache_dir)
+
+
+def _predict(model: TrainedModel, images: np.ndarray, features: np.ndarray | None,
+             profile: TrainProfile) -> np.ndarray:
+    if model.kind == "sklearn":
+        import joblib
+
+        from tasks.baseline import predict_baseline
+
+        return predict_baseline(joblib.load(model.model.local_path()), features)
+    from tasks.train import load_model, predict_proba
+
+    keras_model = load_model(model.model.local_path())
+    return predict_proba(keras_model, images, tta=profile.tta).argmax(axis=1).astype(np.int64)
+
+
+@task(name="Score model", task_run_name=stage_name("Score"), **COMPUTE)
+def score_model(
+    model: TrainedModel, dataset: DatasetRef, clean_labels: Artifact, features: FeaturesRef,
+    split: SplitRef, profile: TrainProfile, cache_dir: Path,
+) -> ModelScores:
+    """Accuracy and F1 on the validation images (and test images when labelled); predict the
+    test folder."""
+    from tasks.evaluate import evaluate
+
+    val_idx = load_array(split.val_idx)
+    images = load_array(dataset.images, mmap=True)
+    feats = load_array(features.train)
+    predicted = _predict(model, np.asarray(images[val_idx]), feats[val_idx], profile)
+    scores = ModelScores(name=model.name,
+                         validation=evaluate(load_array(clean_labels)[val_idx], predicted))
+    if dataset.test_images is not None:
+        test_x = load_array(dataset.test_images)
+        test_f = load_array(features.test) if features.test is not None else None
+        test_predicted = _predict(model, test_x, test_f, profile)
+        scores.test_predictions = save_array(cache_dir, "predictions", test_predicted)
+        if dataset.test_labels is not None:
+            scores.test = evaluate(load_array(dataset.test_labels), test_predicted)
+    return scores
+
+
+@task(name="Publish results", task_run_name=stage_name("Publish results"), **IO_RETRIES)
+def publish_results(output_dir: Path, summary: PipelineSummary) -> dict[str, str]:
+    """Write into `output_dir`, each file atomically: label_prediction.csv (one column per
+    model, one row per test image), the noise plots, the clean model's probabilities
+    (clean_proba.npy, clean_fold_proba.npy: what `relabel review` reads) and metrics.json
+    (the summary). Not cached: always re-written, it is cheap."""
+    from tasks.predict import write_label_prediction_csv
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    columns = {name: load_array(s.test_predictions)
+               for name, s in summary.scores.items() if s.test_predictions is not None}
+    if columns:
+        paths["label_prediction.csv"] = str(
+            write_label_prediction_csv(output_dir / "label_prediction.csv", columns))
+    files = dict(summary.noise.plots)
+    if summary.clean_model is not None:
+        files.update({"clean_proba.npy": summary.clean_model.proba,
+                      "clean_fold_proba.npy": summary.clean_model.fold_proba})
+    for name, artifact in files.items():
+        target = output_dir / name
+        with atomic_path(target) as tmp:
+            shutil.copyfile(artifact.local_path(), tmp)
+        paths[name] = str(target)
+    paths["metrics.json"] = str(output_dir / "metrics.json")
+    write_json_atomic(output_dir / "metrics.json",
+                      summary.model_copy(update={"outputs": paths}).model_dump(mode="json"))
+    return paths
