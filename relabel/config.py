@@ -36,7 +36,12 @@ class TrainProfile(BaseModel):
     label_smoothing: float = Field(0.2, ge=0, lt=1)
     warmup_fraction: float = Field(0.15, ge=0, lt=1)
     tta: bool = True
-    jit_compile: bool = True
+    jit_compile: bool = Field(
+        False, description="XLA-compile the training step (measured slower for airbench on CPU)"
+    )
+    precision: Literal["float32", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy of the network"
+    )
     max_train_images: int | None = Field(
         None, ge=16, description="cap on noisy training images (smoke tests only)"
     )
@@ -46,7 +51,7 @@ PROFILES: dict[str, TrainProfile] = {
     # Seconds: exercises every code path on demo data in tests.
     "smoke": TrainProfile(
         name="smoke", width=0.25, batch_size=128, folds=2, clean_epochs=2, noisy_epochs=1,
-        retrain_epochs=2, jit_compile=False, tta=True, max_train_images=2000,
+        retrain_epochs=2, tta=True, max_train_images=2000,
     ),
     # Fits the 60-minute budget on a 2-core CPU for the 50,000-image reference set.
     "cpu": TrainProfile(

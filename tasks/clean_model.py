@@ -1,0 +1,86 @@
+"""The clean model: k models, each trained on k-1 folds of the clean training labels.
+
+Each fold's model predicts the clean images it did not see (its holdout: out-of-fold
+probabilities, honest estimates used to calibrate and to measure label correction where
+the truth is known) and every noisy image (averaged over folds: a k-model ensemble).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from relabel.config import TrainProfile
+from tasks.train import TrainResult, predict_proba, train_classifier
+
+
+@dataclass
+class FoldResult:
+    """fold: 0-based fold number; holdout_idx / holdout_proba: clean images this fold did not
+    train on and their predicted probabilities [h, 10]; predict_idx / predict_proba: other
+    images scored by this fold [p, 10]; train: the fold's TrainResult."""
+
+    fold: int
+    holdout_idx: np.ndarray
+    holdout_proba: np.ndarray
+    predict_idx: np.ndarray
+    predict_proba: np.ndarray
+    train: TrainResult
+
+
+def train_clean_fold(
+    images: np.ndarray,
+    clean_labels: np.ndarray,
+    train_idx: np.ndarray,
+    holdout_idx: np.ndarray,
+    predict_idx: np.ndarray,
+    profile: TrainProfile,
+    seed: int,
+    fold: int,
+    **kwargs: Any,
+) -> FoldResult:
+    """Train on `images[train_idx]` with `clean_labels[train_idx]` for
+    `profile.clean_epochs` epochs, then score `holdout_idx` and `predict_idx` (image indices
+    into `images`, e.g. every noisy training image). `kwargs` go to `train_classifier`."""
+    train_idx, holdout_idx, predict_idx = (
+        np.asarray(i, dtype=np.int64) for i in (train_idx, holdout_idx, predict_idx))
+    clean_labels = np.asarray(clean_labels, dtype=np.int64)
+    if np.intersect1d(train_idx, holdout_idx).size:
+        raise ValueError(f"fold {fold}: train_idx and holdout_idx overlap")
+    if (clean_labels[train_idx] < 0).any() or (clean_labels[holdout_idx] < 0).any():
+        raise ValueError(f"fold {fold}: train/holdout images must all have clean labels")
+    kwargs.setdefault("epochs", profile.clean_epochs)
+    result = train_classifier(
+        images[train_idx], clean_labels[train_idx], profile, seed=seed + 1000 * (fold + 1),
+        **kwargs,
+    )
+    return FoldResult(
+        fold=fold,
+        holdout_idx=holdout_idx,
+        holdout_proba=predict_proba(result.model, images[holdout_idx], tta=profile.tta),
+        predict_idx=predict_idx,
+        predict_proba=predict_proba(result.model, images[predict_idx], tta=profile.tta),
+        train=result,
+    )
+
+
+def combine_folds(folds: list[FoldResult], num_images: int) -> np.ndarray:
+    """float32 [num_images, 10]: the out-of-fold probabilities for holdout images, the mean
+    over folds elsewhere (images several folds predicted), NaN rows for images no fold
+    scored. A holdout prediction wins over any other fold's prediction of the same image."""
+    if not folds:
+        raise ValueError("combine_folds: no folds")
+    k = folds[0].holdout_proba.shape[1]
+    total = np.zeros((num_images, k), np.float64)
+    count = np.zeros(num_images, np.int64)
+    for f in folds:
+        np.add.at(total, f.predict_idx, f.predict_proba)
+        np.add.at(count, f.predict_idx, 1)
+    combined = np.full((num_images, k), np.nan, np.float32)
+    seen = count > 0
+    combined[seen] = (total[seen] / count[seen, None]).astype(np.float32)
+    for f in folds:
+        combined[f.holdout_idx] = f.holdout_proba
+    return combined

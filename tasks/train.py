@@ -1,0 +1,365 @@
+"""The trainer: one function that trains any architecture of tasks/models.py on uint8 images
+with hard or soft targets, fast on CPU and unchanged on one or several GPUs.
+
+Recipe (after airbench94 and the DAWNBench ResNet-9 submissions):
+- uint8 images stay in memory; each batch is gathered with numpy and augmented inside the
+  TensorFlow graph (random horizontal flip + random translation by up to 2 pixels with
+  reflection padding), from stateless random ops seeded by (seed, step): reproducible.
+- label smoothing; soft targets (label correction's posteriors) are accepted as they are.
+- optional forward loss correction (Patrini et al., 2017): the model's clean-class
+  probabilities are pushed through the noise model T, p(noisy | x) = p(y | x) @ T, and the
+  loss compares that with the noisy label, so the network itself learns clean classes.
+- Nesterov SGD, decoupled weight decay (not on BatchNorm/bias), linear warm-up then linear
+  decay to zero; learning rate scaled linearly with the global batch.
+- `tf.distribute.MirroredStrategy` when more than one GPU is visible (batch and learning
+  rate scale with the replicas); the default strategy (a no-op) otherwise.
+- flip test-time augmentation in `predict_proba`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from relabel import NUM_CLASSES
+from relabel.config import TrainProfile
+from tasks.models import build_model, forward_flops, init_whitening
+
+log = logging.getLogger(__name__)
+
+REFERENCE_BATCH = 512  # profile.learning_rate is the peak rate at this global batch size
+TRANSLATE_PIXELS = 2
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """model: the trained keras.Model (returns logits); history: per-epoch lists of loss,
+    accuracy (against the argmax of the targets), lr, and val_accuracy when eval data were
+    given; seconds: training wall time (evaluation excluded); images_per_second: training
+    images processed per second; gflops_per_second: achieved training FLOP rate (3x the
+    forward FLOPs per image); epochs: epochs trained."""
+
+    model: keras.Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    gflops_per_second: float | None = None
+    epochs: int = 0
+
+
+# ---------------------------------------------------------------------------- setup
+
+
+def set_seeds(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, numpy, TensorFlow and Keras; with `deterministic`, also make TF's
+    kernels deterministic (same seed + data -> same weights)."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several; the default strategy else."""
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise ValueError(f"{name}: expected shape [n, 32, 32, 3], got {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{name}: expected dtype uint8, got {images.dtype}")
+    return images
+
+
+def as_soft_targets(targets: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """int labels [n] -> one-hot float32 [n, k]; soft targets [n, k] are checked and kept."""
+    targets = np.asarray(targets)
+    if targets.ndim == 1:
+        if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
+            raise ValueError(f"targets: labels must be in 0..{num_classes - 1}")
+        return np.eye(num_classes, dtype=np.float32)[targets.astype(np.int64)]
+    if targets.ndim != 2 or targets.shape[1] != num_classes:
+        raise ValueError(f"targets: expected [n] labels or [n, {num_classes}], got "
+                         f"{targets.shape}")
+    if not np.allclose(targets.sum(axis=1), 1.0, atol=1e-3) or (targets < 0).any():
+        raise ValueError("targets: soft target rows must be probabilities summing to 1")
+    return targets.astype(np.float32)
+
+
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """0 -> peak linearly over `warmup_steps`, then linearly to 0 at `total_steps`."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) + 1.0
+        warm = float(max(self.warmup_steps, 1))
+        up = step / warm
+        down = (float(self.total_steps) - step) / max(float(self.total_steps) - warm, 1.0)
+        return self.peak * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps}
+
+
+# ---------------------------------------------------------------------------- augmentation
+
+
+def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Random horizontal flip and translation by up to 2 pixels (reflection padding), per
+    image, from stateless random ops seeded by `seed` (int32 [2]). uint8 in, uint8 out."""
+    batch = tf.shape(images)[0]
+    pad = TRANSLATE_PIXELS
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    dy = tf.random.stateless_uniform([batch], seeds[0], 0, 2 * pad + 1, dtype=tf.int32)
+    dx = tf.random.stateless_uniform([batch], seeds[1], 0, 2 * pad + 1, dtype=tf.int32)
+    rows = dy[:, None] + tf.range(32)[None, :]
+    cols = dx[:, None] + tf.range(32)[None, :]
+    out = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, 32, 36, 3]
+    out = tf.gather(out, cols, axis=2, batch_dims=1)  # [B, 32, 32, 3]
+    flip = tf.random.stateless_uniform([batch], seeds[2]) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def train_classifier(
+    images: np.ndarray,
+    targets: np.ndarray,
+    profile: TrainProfile,
+    epochs: int,
+    seed: int,
+    *,
+    transition: np.ndarray | None = None,
+    eval_images: np.ndarray | None = None,
+    eval_labels: np.ndarray | None = None,
+    on_epoch_end: EpochCallback | None = None,
+    sample_weight: np.ndarray | None = None,
+    initial_model: keras.Model | None = None,
+    label_smoothing: float | None = None,
+    learning_rate: float | None = None,
+    deterministic: bool = True,
+    strategy: tf.distribute.Strategy | None = None,
+) -> TrainResult:
+    """Train a fresh `profile.architecture` model (or continue from `initial_model`'s
+    weights) for `epochs` epochs on `images` uint8 [n, 32, 32, 3] with `targets` (int labels
+    [n] or soft float [n, 10]).
+
+    transition: noise model T [10, 10]; when given, the loss is forward-corrected (targets
+    are noisy labels, the model learns clean classes). sample_weight: per-image loss weight
+    [n] (default 1). eval_images/eval_labels: scored after every epoch (val_accuracy).
+    on_epoch_end(epoch, metrics): called after each epoch (1-based) with that epoch's
+    numbers. label_smoothing / learning_rate override the profile's. strategy: a
+    tf.distribute strategy (default: `distribution_strategy()`).
+    """
+    images = _check_images(images)
+    soft = as_soft_targets(targets)
+    n = images.shape[0]
+    if soft.shape[0] != n:
+        raise ValueError(f"targets: {soft.shape[0]} rows for {n} images")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    weights = np.ones(n, np.float32) if sample_weight is None else np.asarray(
+        sample_weight, np.float32)
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), got {weights.shape}")
+    smoothing = profile.label_smoothing if label_smoothing is None else label_smoothing
+    if smoothing:
+        soft = (1.0 - smoothing) * soft + smoothing / soft.shape[1]
+    if transition is not None:
+        transition = np.asarray(transition, np.float32)
+        if transition.shape != (soft.shape[1], soft.shape[1]):
+            raise ValueError(f"transition: expected shape (10, 10), got {transition.shape}")
+
+    set_seeds(seed, deterministic)
+    strategy = strategy or distribution_strategy()
+    replicas = strategy.num_replicas_in_sync
+    global_batch = min(profile.batch_size * replicas, n - n % replicas) if n >= replicas else n
+    per_replica = global_batch // replicas
+    steps_per_epoch = max(n // global_batch, 1)
+    total_steps = steps_per_epoch * epochs
+    peak_lr = (profile.learning_rate if learning_rate is None else learning_rate) * (
+        global_batch / REFERENCE_BATCH)
+
+    with strategy.scope():
+        keras.mixed_precision.set_global_policy(profile.precision)
+        model = build_model(profile.architecture, profile.width, soft.shape[1])
+        keras.mixed_precision.set_global_policy("float32")
+        if initial_model is not None:
+            model.set_weights(initial_model.get_weights())
+        else:
+            init_whitening(model, images)
+        schedule = WarmupLinearDecay(
+            peak_lr, int(profile.warmup_fraction * total_steps), total_steps)
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=profile.momentum, nesterov=True,
+            weight_decay=profile.weight_decay,
+        )
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+        optimizer.build(model.trainable_variables)
+        matrix = None if transition is None else tf.constant(transition)
+
+    def per_example_loss(y: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        logits = tf.cast(logits, tf.float32)
+        if matrix is None:
+            return tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        noisy_proba = tf.matmul(tf.nn.softmax(logits), matrix)
+        return -tf.reduce_sum(y * tf.math.log(noisy_proba + 1e-7), axis=1)
+
+    # The forward/backward pass is XLA-compiled only when the profile asks (measure first:
+    # it is slower for some nets on CPU); the optimizer update stays outside so that
+    # MirroredStrategy can all-reduce the gradients.
+    @tf.function(jit_compile=profile.jit_compile)
+    def compute_gradients(x, y, w, step_seed):
+        x = augment_batch(x, step_seed)
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            losses = per_example_loss(y, logits)
+            loss = tf.reduce_sum(losses * w) / float(global_batch)
+        grads = tape.gradient(loss, model.trainable_variables)
+        hits = tf.reduce_sum(tf.cast(
+            tf.argmax(logits, axis=1) == tf.argmax(y, axis=1), tf.float32))
+        return grads, tf.reduce_sum(losses * w), hits
+
+    def replica_step(x, y, w, step_seed):
+        grads, loss_sum, hits = compute_gradients(x, y, w, step_seed)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss_sum, hits
+
+    @tf.function
+    def train_step(x, y, w, step_seed):
+        loss_sum, hits = strategy.run(replica_step, args=(x, y, w, step_seed))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, hits, axis=None))
+
+    def feed(array: np.ndarray):
+        if replicas == 1:
+            return tf.constant(array)
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * per_replica:
+                                          (ctx.replica_id_in_sync_group + 1) * per_replica]))
+
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "lr": []}
+    if eval_images is not None:
+        history["val_accuracy"] = []
+    train_seconds = 0.0
+    trained_images = 0
+    for epoch in range(1, epochs + 1):
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        started = time.perf_counter()
+        loss_total = hits_total = 0.0
+        for step in range(steps_per_epoch):
+            batch = np.sort(order[step * global_batch:(step + 1) * global_batch])
+            step_seed = tf.constant([seed, (epoch - 1) * steps_per_epoch + step], tf.int32)
+            loss_sum, hits = train_step(
+                feed(images[batch]), feed(soft[batch]), feed(weights[batch]),
+                step_seed)
+            loss_total += float(loss_sum)
+            hits_total += float(hits)
+        train_seconds += time.perf_counter() - started
+        trained_images += steps_per_epoch * global_batch
+        seen = steps_per_epoch * global_batch
+        metrics = {
+            "loss": loss_total / seen,
+            "accuracy": hits_total / seen,
+            "lr": float(schedule(optimizer.iterations - 1)),
+        }
+        if eval_images is not None:
+            proba = predict_proba(model, eval_images, tta=False)
+            metrics["val_accuracy"] = float(np.mean(proba.argmax(1) == np.asarray(eval_labels)))
+        for key, value in metrics.items():
+            history[key].append(value)
+        log.info("epoch %d/%d %s", epoch, epochs,
+                 " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+
+    images_per_second = trained_images / train_seconds if train_seconds else 0.0
+    return TrainResult(
+        model=model,
+        history=history,
+        seconds=train_seconds,
+        images_per_second=images_per_second,
+        gflops_per_second=3 * forward_flops(model) * images_per_second / 1e9,
+        epochs=epochs,
+    )
+
+
+# ---------------------------------------------------------------------------- inference
+
+
+def _predict_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    fn = getattr(model, "_relabel_predict_fn", None)
+    if fn is None:
+        @tf.function(reduce_retracing=True)
+        def fn(x, tta):
+            proba = tf.nn.softmax(tf.cast(model(x, training=False), tf.float32))
+            if tta:
+                flipped = tf.nn.softmax(tf.cast(
+                    model(tf.reverse(x, axis=[2]), training=False), tf.float32))
+                proba = 0.5 * (proba + flipped)
+            return proba
+        model._relabel_predict_fn = fn
+    return fn
+
+
+def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1024,
+                  tta: bool = True) -> np.ndarray:
+    """Class probabilities float32 [n, 10] (softmax of the logits); with `tta`, the mean
+    over the image and its mirror image. Batches are padded to one shape (one trace)."""
+    images = _check_images(images)
+    n = images.shape[0]
+    out = np.empty((n, model.output_shape[-1]), np.float32)
+    fn = _predict_function(model)
+    size = min(batch_size, max(n, 1))
+    for start in range(0, n, size):
+        chunk = images[start:start + size]
+        if chunk.shape[0] < size:
+            chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 32, 32, 3),
+                                                    np.uint8)])
+        proba = fn(tf.constant(chunk), bool(tta)).numpy()
+        out[start:start + size] = proba[: min(size, n - start)]
+    return out
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
+    """Write `model` to `path` (.keras), atomically: temp file in the same folder + rename."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: model files must end in .keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_model(path: str | os.PathLike[str]) -> keras.Model:
+    """Load a model written by `save_model`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    return keras.models.load_model(path, compile=False)

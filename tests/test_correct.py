@@ -1,0 +1,80 @@
+"""Label correction on synthetic data with a known noise model."""
+
+import numpy as np
+import pytest
+
+from tasks.correct import correct_labels, correction_accuracy, fit_temperature, temper
+
+
+def _synthetic(n: int = 20_000, seed: int = 0):
+    """A calibrated model's probabilities, true labels drawn from them, and noisy labels from
+    a known noise model (60% symmetric noise), so Bayes' rule applies exactly."""
+    rng = np.random.default_rng(seed)
+    k = 10
+    t = np.full((k, k), 0.6 / 9)
+    np.fill_diagonal(t, 0.4)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), rng.integers(0, k, n)] += rng.uniform(0, 5, n)
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    cumulative = proba.cumsum(axis=1)
+    true = np.minimum((rng.random((n, 1)) > cumulative).sum(axis=1), k - 1)
+    noisy = np.array([rng.choice(k, p=t[y]) for y in true])
+    return true, noisy, t, proba
+
+
+def test_posterior_correction_beats_both_the_noisy_label_and_the_model():
+    true, noisy, t, proba = _synthetic()
+    correction = correct_labels(proba, noisy, t, method="posterior")
+    accuracy = correction_accuracy(correction, true)
+    noisy_accuracy = np.mean(noisy == true)
+    model_accuracy = np.mean(proba.argmax(1) == true)
+    assert noisy_accuracy == pytest.approx(0.4, abs=0.02)
+    assert accuracy > model_accuracy + 0.03
+    assert model_accuracy > noisy_accuracy
+    assert correction.targets.shape == (true.size, 10)
+    np.testing.assert_allclose(correction.targets.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(correction.labels, correction.targets.argmax(1))
+    assert correction.keep.all()
+
+
+def test_threshold_rule_keeps_only_confident_predictions():
+    true, noisy, t, proba = _synthetic()
+    proba[: true.size // 2] = 0.1  # half the images: no confident class
+    correction = correct_labels(proba, noisy, t, method="threshold", threshold=0.6)
+    assert not correction.keep[: true.size // 2].any()
+    confident = proba[true.size // 2:].max(axis=1) > 0.6
+    assert 0 < confident.mean() < 1
+    np.testing.assert_array_equal(correction.keep[true.size // 2:], confident)
+    np.testing.assert_array_equal(correction.labels, proba.argmax(1))
+
+
+def test_class_balanced_filtering_keeps_the_fraction_per_class():
+    true, noisy, t, proba = _synthetic()
+    correction = correct_labels(proba, noisy, t, keep_fraction=0.5)
+    for c in range(10):
+        in_class = correction.labels == c
+        assert correction.keep[in_class].mean() == pytest.approx(0.5, abs=0.01)
+    kept_accuracy = correction_accuracy(correction, true, kept_only=True)
+    assert kept_accuracy > correction_accuracy(correction, true)
+
+
+def test_temperature_fit_undoes_a_known_softening():
+    rng = np.random.default_rng(1)
+    true = rng.integers(0, 10, 5000)
+    logits = rng.normal(0, 1, (5000, 10))
+    logits[np.arange(5000), true] += 3.0
+    calibrated = temper(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 1.0)
+    labels = np.array([rng.choice(10, p=p) for p in calibrated])  # labels drawn from the model
+    softened = temper(calibrated, 2.5)
+    assert fit_temperature(softened, labels) == pytest.approx(1 / 2.5, rel=0.15)
+
+
+def test_bad_inputs_are_named():
+    true, noisy, t, proba = _synthetic(n=50)
+    with pytest.raises(ValueError, match="transition"):
+        correct_labels(proba, noisy, t[:5])
+    proba[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        correct_labels(proba, noisy, t)
+    with pytest.raises(ValueError, match="method"):
+        correct_labels(proba[:2], noisy[:2], t, method="vote")

@@ -1,0 +1,70 @@
+"""Validation split and folds: the held-out clean images never reach any training set."""
+
+import numpy as np
+import pytest
+
+from tasks.correct import Correction
+from tasks.retrain import retrain_targets
+from tasks.split import kfold_splits, plan_splits, validation_split
+
+
+def _clean_labels(n: int = 5000, known: int = 1500, seed: int = 0) -> np.ndarray:
+    labels = np.full(n, -1)
+    labels[:known] = np.random.default_rng(seed).integers(0, 10, known)
+    return labels
+
+
+def test_validation_split_is_stratified_disjoint_and_reproducible():
+    labels = _clean_labels()
+    train, val = validation_split(labels, 0.2, seed=1)
+    assert np.intersect1d(train, val).size == 0
+    np.testing.assert_array_equal(np.union1d(train, val), np.arange(1500))
+    assert val.size == 300
+    train_share = np.bincount(labels[train], minlength=10) / train.size
+    val_share = np.bincount(labels[val], minlength=10) / val.size
+    assert np.abs(train_share - val_share).max() < 0.01
+    again = validation_split(labels, 0.2, seed=1)
+    np.testing.assert_array_equal(val, again[1])
+    assert not np.array_equal(val, validation_split(labels, 0.2, seed=2)[1])
+
+
+def test_kfold_covers_every_index_once():
+    labels = _clean_labels()
+    idx = np.arange(1500)
+    folds = kfold_splits(idx, labels[idx], k=4, seed=0)
+    holdouts = np.concatenate([h for _, h in folds])
+    np.testing.assert_array_equal(np.sort(holdouts), idx)
+    for train, holdout in folds:
+        assert np.intersect1d(train, holdout).size == 0
+        np.testing.assert_array_equal(np.union1d(train, holdout), idx)
+
+
+def test_validation_images_never_reach_a_training_set():
+    labels = _clean_labels()
+    plan = plan_splits(labels, 0.2, folds=3, seed=0)
+    val = set(plan.val_idx.tolist())
+    training_sets = [plan.clean_train_idx, plan.noisy_idx, plan.model1_idx]
+    for train, holdout in plan.folds:
+        training_sets += [train, holdout]
+    for indices in training_sets:
+        assert val.isdisjoint(indices.tolist())
+    # Model II's retraining set (built from the plan) excludes them too.
+    n_noisy = plan.noisy_idx.size
+    correction = Correction(
+        targets=np.full((n_noisy, 10), 0.1, np.float32),
+        labels=np.zeros(n_noisy, np.int64),
+        confidence=np.full(n_noisy, 0.1, np.float32),
+        keep=np.ones(n_noisy, bool),
+    )
+    index, targets, weights = retrain_targets(
+        plan.clean_train_idx, labels, plan.noisy_idx, correction)
+    assert val.isdisjoint(index.tolist())
+    assert index.size == targets.shape[0] == weights.size == 1200 + n_noisy
+
+
+def test_retrain_refuses_overlapping_sets():
+    labels = _clean_labels()
+    correction = Correction(np.full((3, 10), 0.1, np.float32), np.zeros(3, np.int64),
+                            np.ones(3, np.float32), np.ones(3, bool))
+    with pytest.raises(ValueError, match="overlap"):
+        retrain_targets(np.array([0, 1, 2]), labels, np.array([2, 3000, 3001]), correction)

@@ -1,0 +1,157 @@
+"""The trainer, the architectures and the clean-model folds, on small demo data (smoke)."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from relabel.config import PROFILES
+from tasks.clean_model import combine_folds, train_clean_fold
+from tasks.demodata import generate_demo_data
+from tasks.ingest import ingest
+from tasks.model1 import train_model1
+from tasks.models import ARCHITECTURES, build_model, forward_flops
+from tasks.noise import estimate_transition
+from tasks.split import plan_splits
+from tasks.train import augment_batch, load_model, predict_proba, save_model, train_classifier
+
+SMOKE = PROFILES["smoke"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    data = generate_demo_data(root / "data", num_train=1200, num_clean=600, num_test=100)
+    return ingest(data, root / "cache").load(mmap=False)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_architectures_map_uint8_images_to_logits(architecture):
+    model = build_model(architecture, width=0.25)
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    logits = model(images, training=False)
+    assert tuple(logits.shape) == (3, 10)
+    assert forward_flops(model) > 0
+
+
+def test_augmentation_is_a_seeded_flip_and_translation():
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    a = augment_batch(images, tf.constant([1, 2]))
+    b = augment_batch(images, tf.constant([1, 2]))
+    c = augment_batch(images, tf.constant([1, 3]))
+    assert a.shape == images.shape and a.dtype == tf.uint8
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(a.numpy(), c.numpy())
+    # The centre of a translated (maybe flipped) image is a shifted copy of the original.
+    x, y = images.numpy(), a.numpy()
+    for i in range(8):
+        found = False
+        for img in (x[i], x[i, :, ::-1]):
+            for dy in range(-2, 3):
+                for dx in range(-2, 3):
+                    if np.array_equal(y[i, 2:30, 2:30], img[2 + dy:30 + dy, 2 + dx:30 + dx]):
+                        found = True
+        assert found, f"image {i} is not a flip/translation of its input"
+
+
+def test_training_learns_and_is_deterministic(demo):
+    plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
+    x, y = demo.images[plan.clean_train_idx], demo.clean_labels[plan.clean_train_idx]
+    seen = []
+    runs = [train_classifier(x, y, SMOKE, epochs=3, seed=7,
+                             eval_images=demo.images[plan.val_idx],
+                             eval_labels=demo.clean_labels[plan.val_idx],
+                             on_epoch_end=lambda epoch, m: seen.append(epoch))
+            for _ in range(2)]
+    assert seen == [1, 2, 3, 1, 2, 3]
+    first, second = (r.model for r in runs)
+    history = runs[0].history
+    assert set(history) == {"loss", "accuracy", "lr", "val_accuracy"}
+    assert all(len(v) == 3 for v in history.values())
+    assert history["loss"][-1] < history["loss"][0]
+    assert runs[0].images_per_second > 0 and runs[0].gflops_per_second > 0
+    proba = predict_proba(first, demo.images[plan.val_idx])
+    assert proba.shape == (plan.val_idx.size, 10) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    # Demo classes are learnable: far above chance (10%) after 3 short epochs.
+    assert np.mean(proba.argmax(1) == demo.clean_labels[plan.val_idx]) > 0.3
+    np.testing.assert_array_equal(proba, predict_proba(second, demo.images[plan.val_idx]))
+    other = train_classifier(x, y, SMOKE, epochs=1, seed=8).model
+    assert not np.array_equal(proba, predict_proba(other, demo.images[plan.val_idx]))
+
+
+def test_save_and_load_give_the_same_predictions(demo, tmp_path):
+    model = train_classifier(demo.images[:256], demo.noisy_labels[:256], SMOKE, 1, seed=0).model
+    path = save_model(model, tmp_path / "m.keras")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+    loaded = load_model(path)
+    np.testing.assert_allclose(predict_proba(model, demo.images[:50]),
+                               predict_proba(loaded, demo.images[:50]), atol=1e-6)
+    with pytest.raises(ValueError, match=".keras"):
+        save_model(model, tmp_path / "m.h5")
+
+
+def test_soft_targets_weights_and_forward_loss(demo):
+    n = 256
+    soft = np.full((n, 10), 0.05, np.float32)
+    soft[np.arange(n), demo.noisy_labels[:n]] = 0.55
+    result = train_classifier(demo.images[:n], soft, SMOKE, 1, seed=0,
+                              sample_weight=np.linspace(0.1, 1, n))
+    assert np.isfinite(result.history["loss"]).all()
+    t = estimate_transition(demo.clean_labels, demo.noisy_labels)
+    result = train_model1(demo.images[:n], demo.noisy_labels[:n], t, SMOKE, seed=0)
+    assert np.isfinite(result.history["loss"]).all() and result.epochs == SMOKE.noisy_epochs
+    with pytest.raises(ValueError, match="summing to 1"):
+        train_classifier(demo.images[:n], soft * 2, SMOKE, 1, seed=0)
+    with pytest.raises(ValueError, match=r"\[n, 32, 32, 3\]"):
+        train_classifier(demo.images[:n, :16], demo.noisy_labels[:n], SMOKE, 1, seed=0)
+
+
+def test_clean_folds_give_out_of_fold_and_ensemble_probabilities(demo):
+    plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
+    predict_idx = plan.noisy_idx[:100]
+    folds = [
+        train_clean_fold(demo.images, demo.clean_labels, train, holdout, predict_idx, SMOKE,
+                         seed=0, fold=i, epochs=1)
+        for i, (train, holdout) in enumerate(plan.folds)
+    ]
+    combined = combine_folds(folds, demo.num_images)
+    assert combined.shape == (demo.num_images, 10)
+    for fold in folds:
+        np.testing.assert_array_equal(combined[fold.holdout_idx], fold.holdout_proba)
+    mean = (folds[0].predict_proba + folds[1].predict_proba) / 2
+    np.testing.assert_allclose(combined[predict_idx], mean, rtol=1e-6)
+    scored = np.union1d(plan.clean_train_idx, predict_idx)
+    assert np.isnan(combined[np.setdiff1d(np.arange(demo.num_images), scored)]).all()
+    assert not np.isnan(combined[scored]).any()
+    with pytest.raises(ValueError, match="overlap"):
+        train_clean_fold(demo.images, demo.clean_labels, plan.folds[0][0], plan.folds[0][0],
+                         predict_idx, SMOKE, seed=0, fold=0)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_path_trains_on_two_devices():
+    """The multi-GPU code path, on two logical CPU devices (set before TF starts)."""
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from relabel.config import PROFILES
+        from tasks.train import train_classifier
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 256, (512, 32, 32, 3), dtype=np.uint8)
+        y = rng.integers(0, 10, 512)
+        r = train_classifier(x, y, PROFILES["smoke"], 2, seed=0, strategy=strategy)
+        assert strategy.num_replicas_in_sync == 2
+        print("LOSS", r.history["loss"])
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LOSS" in out.stdout
