@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -154,6 +155,183 @@ def review(
         "label_issues": outputs.num_issues, "label_requests": outputs.num_requests,
         **{p.stem: str(p) for p in outputs.artifact_paths},
     }, indent=2))
+
+
+@app.command("run")
+def run(
+    data: Annotated[str, typer.Option(help="dataset folder or s3://bucket/prefix")] = "demo-data",
+    profile: Annotated[str, typer.Option(help="training budget: smoke, cpu or gpu")] = "smoke",
+    seed: Annotated[int, typer.Option(help="seed of every split and model")] = 0,
+    models: Annotated[str, typer.Option(
+        help="comma-separated subset of baseline,model1,model2")] = "baseline,model1,model2",
+    output_dir: Annotated[Path, typer.Option(
+        help="where label_prediction.csv, metrics.json and plots go")] = Path("runs/latest"),
+    cache_dir: Annotated[Path, typer.Option(help="content-addressed artifact cache")] = Path(
+        ".relabel-cache"),
+    task_runner: Annotated[str, typer.Option(
+        help="where the clean-model folds run: threads, dask or ray")] = "threads",
+    refresh_cache: Annotated[bool, typer.Option(
+        help="recompute every stage instead of reusing cached results")] = False,
+) -> None:
+    """Run the whole pipeline in this process, on Prefect's temporary local API (no server).
+
+    Unchanged stages come from the cache; a run that was killed resumes at the stage it was in.
+    """
+    import os
+
+    from pydantic import ValidationError
+
+    from relabel.config import PipelineConfig
+
+    try:
+        config = PipelineConfig(
+            data=data, profile=profile, seed=seed, output_dir=output_dir, cache_dir=cache_dir,
+            models=[m.strip() for m in models.split(",") if m.strip()], task_runner=task_runner,
+        )
+    except ValidationError as exc:
+        typer.echo(f"error: invalid option: {_validation_message(exc)}", err=True)
+        raise typer.Exit(2) from None
+    if refresh_cache:
+        os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
+    _use_prefect_console_logging()
+    from flows.pipeline import pipeline
+
+    state = pipeline(config=config, return_state=True)
+    if not state.is_completed():
+        typer.echo(f"error: pipeline {state.name}: {state.message}", err=True)
+        raise typer.Exit(1)
+    summary = state.result()
+    typer.echo(json.dumps(summary.headline(), indent=2))
+    typer.echo(f"results in {config.output_dir}/: " + ", ".join(sorted(summary.outputs)))
+
+
+def _use_prefect_console_logging() -> None:
+    """Let Prefect's console handler print run logs ("Task run 'Train Model I [...]' - ...")
+    instead of the plain root handler; keep relabel's own INFO lines (epochs, ingestion)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    import prefect.logging.configuration as prefect_logging
+
+    prefect_logging.setup_logging(incremental=False)
+    for name in ("tasks", "flows", "relabel"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def _validation_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", lambda: [])()
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+        for e in errors
+    ) or str(exc)
+
+
+@app.command("server")
+def server(
+    port: Annotated[int, typer.Option(help="port of the Prefect server on 127.0.0.1")] = 4200,
+    worker: Annotated[bool, typer.Option(help="also start a worker for relabel-local")] = True,
+    deploy: Annotated[bool, typer.Option(help="prefect deploy --all from prefect.yaml")] = True,
+) -> None:
+    """Start a Prefect server on 127.0.0.1, the work pools, the deployments and a worker.
+
+    Open the printed URL for the UI; Ctrl-C stops everything this command started.
+    """
+    from relabel import prefect_server as stack
+
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = stack.stack_env(api_url)
+    processes = []
+    try:
+        processes.append(stack.start_server(port, env))
+        stack.wait_for_api(api_url, process=processes[0])
+        typer.echo(f"Prefect UI: http://127.0.0.1:{port}   (export PREFECT_API_URL={api_url})")
+        pools = stack.ensure_pools(env)
+        if deploy:
+            stack.deploy_all(env, pools)
+            typer.echo("deployed: train, train-gpu, watch-clean-labels, retrain-on-new-labels")
+        if worker:
+            processes.append(stack.start_worker(env))
+            typer.echo(f"worker started for work pool {stack.LOCAL_POOL}")
+        typer.echo("Ctrl-C to stop")
+        while all(p.poll() is None for p in processes):
+            time.sleep(1)
+        typer.echo("error: a Prefect process exited; stopping", err=True)
+        raise typer.Exit(1)
+    except stack.PrefectStackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+    finally:
+        for process in reversed(processes):
+            stack.stop_process(process)
+
+
+labels_app = typer.Typer(help="Add new clean labels (then retrain).", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("add")
+def labels_add(
+    labels_file: Annotated[Path, typer.Argument(
+        help="CSV of image_id,label rows, or an updated clean_labels.csv")],
+    data: Annotated[str, typer.Option(help="the dataset the ids refer to")] = "demo-data",
+    cache_dir: Path = Path(".relabel-cache"),
+    profile: Annotated[str, typer.Option(help="profile of the retrain this triggers")] = "smoke",
+    output_dir: Annotated[Path, typer.Option(help="output folder of that retrain")] = Path(
+        "runs/latest"),
+    allow_changes: Annotated[bool, typer.Option(
+        help="let new labels replace existing clean labels")] = False,
+    event: Annotated[bool, typer.Option(
+        help="emit relabel.clean-labels.updated (starts retrain-on-new-labels)")] = True,
+) -> None:
+    """Validate new clean labels and merge them into the dataset's versioned clean-label set;
+    then emit the event that starts the `retrain-on-new-labels` deployment."""
+    from pydantic import ValidationError
+
+    from relabel.config import PipelineConfig
+    from tasks.ingest import IngestError
+    from tasks.ingest import ingest as run_ingest
+    from tasks.labels import CleanLabelStore
+
+    try:
+        # Absolute paths: the retrain this event starts runs in the worker's folder.
+        config = PipelineConfig(
+            data=data if data.startswith("s3://") else str(Path(data).resolve()),
+            cache_dir=cache_dir.resolve(), profile=profile, output_dir=output_dir.resolve(),
+        )
+        dataset = run_ingest(_local_data(data, cache_dir), cache_dir).load()
+        store = CleanLabelStore(cache_dir, dataset.content_hash)
+        version, merge = store.add_file(labels_file, dataset.clean_labels,
+                                        allow_changes=allow_changes)
+    except ValidationError as exc:
+        typer.echo(f"error: invalid option: {_validation_message(exc)}", err=True)
+        raise typer.Exit(2) from None
+    except IngestError as exc:  # LabelError is an IngestError
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({
+        "version": version.version if version else 0,
+        "file": str(version.path) if version else None, "num_clean": merge.num_clean,
+        "added": merge.added, "confirmed": merge.confirmed, "changed": merge.changed,
+    }, indent=2))
+    if not event:
+        return
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo("no PREFECT_API_URL (no server running): labels merged, no event sent; "
+                   "`relabel run` uses them", err=True)
+        return
+    from prefect.events.worker import EventsWorker
+
+    from flows.watch import emit_labels_updated
+    from relabel.fileio import sha256_file
+
+    sent = emit_labels_updated(str(labels_file.resolve()), config, sha256_file(labels_file),
+                               version=version.version if version else 0)
+    EventsWorker.drain_all(timeout=30)  # send before this process exits
+    typer.echo(f"event relabel.clean-labels.updated sent ({sent.id if sent else 'disabled'})")
 
 
 def _local_data(data: str, cache_dir: Path) -> Path:

@@ -1,0 +1,148 @@
+"""A local Prefect stack: server on 127.0.0.1, work pools, deployments, a worker.
+
+Used by `relabel server` and by the tests, so both start and stop the stack the same way.
+Everything runs as child processes of the caller, each in its own process group, and
+`stop_process` ends them by their own process id (an idle `prefect worker` ignores one
+SIGINT; the second stops it; SIGKILL of the group is the last resort).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LOCAL_POOL = "relabel-local"
+GPU_POOL = "relabel-gpu"
+GPU_TEMPLATE = PROJECT_DIR / "infra" / "k8s" / "gpu-base-job-template.json"
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+class PrefectStackError(RuntimeError):
+    """A server, pool, deployment or worker did not come up; the message says which."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stack_env(api_url: str, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """Environment for Prefect child processes talking to `api_url`."""
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "true",
+        "PWD": str(PROJECT_DIR),  # prefect.yaml's pull step: flow runs start in the project
+        **extra,
+    })
+    return env
+
+
+def start_server(port: int, env: Mapping[str, str], log_file: Path | None = None,
+                 ui: bool = True) -> subprocess.Popen:
+    """`prefect server start` on 127.0.0.1:`port` (returns at once; see wait_for_api)."""
+    server_env = {**env, "PREFECT_UI_ENABLED": "true" if ui else "false"}
+    server_env.pop("PREFECT_API_URL", None)  # the server itself must not point at an API
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def wait_for_api(api_url: str, timeout: float = 120,
+                 process: subprocess.Popen | None = None) -> None:
+    """Poll `api_url`/health until it answers; fail early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise PrefectStackError(f"Prefect server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if json.loads(response.read()) is True:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise PrefectStackError(f"Prefect API at {api_url} did not answer within {timeout:.0f} s")
+
+
+def _prefect(args: list[str], env: Mapping[str, str], what: str) -> str:
+    result = subprocess.run([PREFECT, *args], env=dict(env), cwd=PROJECT_DIR,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise PrefectStackError(f"{what} failed (exit {result.returncode}):\n"
+                                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def ensure_pools(env: Mapping[str, str]) -> list[str]:
+    """Create the local process pool and, when prefect-kubernetes is installed, the GPU pool
+    from the infra template (it only waits there for a Kubernetes worker). Returns names."""
+    existing = _prefect(["work-pool", "ls"], env, "listing work pools")
+    created = [LOCAL_POOL]
+    if LOCAL_POOL not in existing:
+        _prefect(["work-pool", "create", LOCAL_POOL, "--type", "process"], env,
+                 f"creating work pool {LOCAL_POOL}")
+    try:
+        import prefect_kubernetes  # noqa: F401
+    except ImportError:
+        return created
+    if GPU_POOL not in existing and GPU_TEMPLATE.is_file():
+        _prefect(["work-pool", "create", GPU_POOL, "--type", "kubernetes",
+                  "--base-job-template", str(GPU_TEMPLATE)], env, f"creating work pool {GPU_POOL}")
+    created.append(GPU_POOL)
+    return created
+
+
+def deploy_all(env: Mapping[str, str], pools: list[str]) -> str:
+    """`prefect deploy` every deployment of prefect.yaml whose pool exists."""
+    if GPU_POOL in pools:
+        return _prefect(["--no-prompt", "deploy", "--all"], env, "prefect deploy --all")
+    names = ["train", "watch-clean-labels", "retrain-on-new-labels"]
+    args = ["--no-prompt", "deploy"] + [a for n in names for a in ("--name", n)]
+    return _prefect(args, env, "prefect deploy")
+
+
+def start_worker(env: Mapping[str, str], pool: str = LOCAL_POOL,
+                 log_file: Path | None = None) -> subprocess.Popen:
+    """A process worker for `pool`, polling every PREFECT_WORKER_QUERY_SECONDS."""
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
+        env=dict(env), cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_process(process: subprocess.Popen | None, grace: float = 10) -> None:
+    """SIGINT, a second SIGINT (an idle worker needs two), then SIGKILL of its group."""
+    if process is None or process.poll() is not None:
+        return
+    for _ in range(2):
+        try:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=grace / 2)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            break
+    # Whatever is left of its process group (started with a new session: only its own
+    # children, e.g. a flow run the worker started) goes too.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait(timeout=grace)
