@@ -17,6 +17,7 @@ from relabel import NUM_CLASSES
 from relabel.cli import app
 from tasks.demodata import generate_demo_data
 from tasks.ingest import UNKNOWN, ingest, read_label_rows
+from tasks.labels import CleanLabelStore, LabelError
 from tasks.review import (
     GALLERY_HTML,
     ISSUES_CSV,
@@ -192,10 +193,7 @@ def _fill(path: Path, rows: list[tuple[int, str]], header: str = "image_id,label
     return path
 
 
-# Pending in tasks/labels.py (see /work/notes/review-to-orchestration.md): remove when fixed.
-@pytest.mark.xfail(strict=True, reason="labels add refuses the rows a person left empty")
 def test_request_csv_round_trip_through_labels_add(tmp_path: Path) -> None:
-    labels_module = pytest.importorskip("tasks.labels", reason="tasks.labels (labels add)")
     true, noisy, proba, _ = synthetic(1000, seed=6)
     dataset_clean = np.full(1000, UNKNOWN)
     dataset_clean[:300] = true[:300]
@@ -208,7 +206,9 @@ def test_request_csv_round_trip_through_labels_add(tmp_path: Path) -> None:
     filled = _fill(tmp_path / "filled.csv", [
         (int(i), str(true[i - 1]) if k < 30 else "") for k, i in enumerate(req.image_ids)
     ])
-    store = labels_module.CleanLabelStore(tmp_path / "cache", "ab" * 32)
+    store = CleanLabelStore(tmp_path / "cache", "ab" * 32)
+    with pytest.raises(LabelError, match="no labels filled in"):
+        store.add_file(path, dataset_clean)  # the list as written: nothing answered yet
     version, merge = store.add_file(filled, dataset_clean)
     assert version is not None and merge.added == 30 and merge.changed == 0
     merged = store.current(dataset_clean)
@@ -232,10 +232,7 @@ def test_request_csv_round_trip_through_labels_add(tmp_path: Path) -> None:
         (["image_id,label", "50,cat"], "'cat' is not an integer"),
         (["label,image_id", "50,3"], "expected 'image_id,label'"),
         (["image_id,label,comment", "50,3,sure"], "got 3"),
-        pytest.param(
-            ["image_id,label,comment", "50,3"], "image_id,label",
-            marks=pytest.mark.xfail(strict=True, reason="labels add ignores a 3-name header"),
-        ),
+        (["image_id,label,comment", "50,3"], "image_id,label"),
         (["image_id,label", "50,3,sure"], "got 3"),
         (["image_id,label", "2,3"], "contradict existing clean labels"),
     ],
@@ -243,16 +240,15 @@ def test_request_csv_round_trip_through_labels_add(tmp_path: Path) -> None:
 def test_labels_add_refuses_bad_input_and_merges_nothing(
     tmp_path: Path, lines: list[str], message: str
 ) -> None:
-    labels_module = pytest.importorskip("tasks.labels", reason="tasks.labels (labels add)")
     dataset_clean = np.full(1000, UNKNOWN)
     dataset_clean[:10] = 7  # image 2 is known to be class 7: a "3" for it contradicts
-    store = labels_module.CleanLabelStore(tmp_path / "cache", "cd" * 32)
+    store = CleanLabelStore(tmp_path / "cache", "cd" * 32)
     store.add_file(_fill(tmp_path / "good.csv", [(20, "1"), (21, "2")]), dataset_clean)
     before = store.current(dataset_clean).copy()
     # A good row first: a bad file must not merge even its good rows.
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([lines[0], "30,5", *lines[1:]]) + "\n")
-    with pytest.raises(labels_module.LabelError, match=re.escape(message)) as raised:
+    with pytest.raises(LabelError, match=re.escape(message)) as raised:
         store.add_file(bad, dataset_clean)
     assert "bad.csv" in str(raised.value)
     assert np.array_equal(store.current(dataset_clean), before)
@@ -353,8 +349,6 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.nda
 
 
 def test_cli_review_writes_lists_and_gallery(demo_dataset, tmp_path: Path) -> None:
-    pytest.importorskip("tasks.noise", reason="review estimates the noise matrix with tasks.noise")
-    labels_module = pytest.importorskip("tasks.labels", reason="tasks.labels (labels add)")
     data, true = demo_dataset
     cache = tmp_path / "cache"
     dataset = ingest(data, cache).load()
@@ -387,9 +381,19 @@ def test_cli_review_writes_lists_and_gallery(demo_dataset, tmp_path: Path) -> No
     (run / RUN_METRICS).write_text(json.dumps(
         {"dataset_dir": str(dataset.path), "cache_dir": str(cache)}
     ))
-    answered = _fill(tmp_path / "answered.csv", [(int(i), str(true[i - 1])) for i in ids[:20]])
-    store = labels_module.CleanLabelStore(cache, dataset.content_hash)
-    store.add_file(answered, dataset.clean_labels)
+    # A person answers 20 of the 30 requests in the written file, leaves 10 empty, and hands
+    # it to `relabel labels add` (no Prefect server here: merge only, no event).
+    answered = _fill(tmp_path / "answered.csv", [
+        (int(i), str(true[i - 1]) if k < 20 else "") for k, i in enumerate(ids)
+    ])
+    added = CliRunner().invoke(app, [
+        "labels", "add", str(answered), "--data", str(data), "--cache-dir", str(cache),
+        "--no-event",
+    ])
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["added"] == 20
+    merged = CleanLabelStore(cache, dataset.content_hash).current(dataset.clean_labels)
+    assert np.array_equal(merged[ids[:20] - 1], true[ids[:20] - 1])
     again = CliRunner().invoke(app, ["review", str(run), "--num-requests", "30", "--top-n", "4"])
     assert again.exit_code == 0, again.output
     new_ids, _ = read_label_rows(run / "review" / REQUESTS_CSV, allow_empty_label=True)
