@@ -1,0 +1,296 @@
+"""MLflow tracking against a real `mlflow server` (SQLite backend) whose artifacts live on a
+real S3-compatible store (SeaweedFS), both on 127.0.0.1 and started here.
+
+A tracked run logs config, dataset, curves, scores, plots, reports and the model; the model
+loads back from `models:/NAME@champion` and predicts class names; the promotion gate holds,
+also under racing promotions; the artifact store dying mid-run gives a clear error and
+leaves what was logged before intact.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live_servers import MlflowServer, SeaweedFS
+
+from relabel import CLASS_NAMES
+from relabel.config import PROFILES, PipelineConfig
+
+pytestmark = pytest.mark.slow
+ARTIFACT_BUCKET = "mlflow-artifacts"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SeaweedFS, MlflowServer]]:
+    root = tmp_path_factory.mktemp("servers")
+    s3 = SeaweedFS(root / "weed", root / "weed.log")
+    with s3:
+        s3.client().create_bucket(Bucket=ARTIFACT_BUCKET)
+        server = MlflowServer(root / "mlflow", f"s3://{ARTIFACT_BUCKET}/mlartifacts", s3.env)
+        with server:
+            yield s3, server
+
+
+@pytest.fixture()
+def tracking(servers, monkeypatch: pytest.MonkeyPatch) -> tuple[SeaweedFS, MlflowServer]:
+    """Point this process at the server; the client needs no S3 credentials (the server
+    proxies artifacts), and fails fast instead of retrying for minutes."""
+    s3, server = servers
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    import mlflow
+
+    mlflow.set_tracking_uri(server.uri)
+    return s3, server
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real (tiny) Model II: 2 epochs of the smoke profile on 300 demo images."""
+    from tasks.demodata import generate_demo_data
+    from tasks.evaluate import evaluate
+    from tasks.ingest import ingest
+    from tasks.predict import predict_batch
+    from tasks.train import save_model, train_classifier
+
+    root = tmp_path_factory.mktemp("model")
+    data_dir = generate_demo_data(root / "data", num_train=300, num_clean=100, num_test=40)
+    result = ingest(data_dir, root / "cache")
+    data = result.load(mmap=False)
+    train, val = np.arange(0, 240), np.arange(240, 300)
+    trained = train_classifier(data.images[train], data.noisy_labels[train], PROFILES["smoke"],
+                               epochs=2, seed=0, eval_images=data.images[val],
+                               eval_labels=data.noisy_labels[val])
+    path = save_model(trained.model, root / "model2.keras")
+    predicted = predict_batch(trained.model, data.test_images)
+    return {"path": path, "result": trained, "data": data, "ingest": result,
+            "evaluation": evaluate(data.test_labels, predicted), "predicted": predicted}
+
+
+def _artifact_paths(client, run_id: str, folder: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, folder):
+        found |= _artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def test_tracked_run_logs_everything_and_champion_serves(tracking, tiny_model, tmp_path):
+    import mlflow
+
+    from relabel import registry
+    from relabel.tracking import Tracker
+
+    s3, server = tracking
+    config = PipelineConfig(data=str(tiny_model["ingest"].dataset_dir), profile="smoke")
+    tracker = Tracker("test-everything")
+    assert tracker.uri == server.uri
+    summary = tiny_model["ingest"].summary
+    parent = tracker.start_pipeline(config, "smoke-run", data_hash=summary["content_hash"],
+                                    dataset_summary=summary)
+    run = tracker.child_run("model2")
+    result = tiny_model["result"]
+    tracker.log_training(run, {"seconds": result.seconds, "epochs": result.epochs,
+                               "images_per_second": result.images_per_second},
+                         result.history, "Model II", tmp_path)
+    tracker.log_evaluation(run, tiny_model["evaluation"], "test", "Model II", tmp_path)
+    model_uri = registry.log_keras_classifier(run, tiny_model["path"])
+    name = "test-everything-model2"
+    version = registry.register_version(tracker.client, model_uri, run, 0.5, model_name=name)
+    decision = registry.promote(tracker.client, version, 0.5, model_name=name)
+    tracker.log_promotion(run, decision)
+    tracker.end_run(run)
+    tracker.finish()
+
+    client = tracker.client
+    parent_run = client.get_run(parent)
+    # The full typed config, profile included, as params; the dataset as an input.
+    for key, value in config.flat_params().items():
+        assert parent_run.data.params[key] == value
+    assert parent_run.data.params["data.num_images"] == "300"
+    (dataset_input,) = parent_run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == summary["content_hash"][:32]
+    assert parent_run.info.status == "FINISHED" and "wall_seconds" in parent_run.data.metrics
+    # Per-epoch curves as step metrics.
+    history = client.get_metric_history(run, "loss")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.value for m in history] == pytest.approx(result.history["loss"])
+    child = client.get_run(run)
+    assert child.data.tags["mlflow.parentRunId"] == parent
+    assert child.data.metrics["test_accuracy"] == pytest.approx(
+        tiny_model["evaluation"]["accuracy"])
+    assert {f"test_f1.{c}" for c in CLASS_NAMES} <= set(child.data.metrics)
+    assert child.data.metrics["promotion.new_heldout_accuracy"] == 0.5
+    assert {"plots/model2_curves.png", "plots/test_confusion.png",
+            "reports/test_classification_report.txt"} <= _artifact_paths(client, run)
+    assert "promotion.json" in _artifact_paths(client, parent)
+    # The artifacts really are on the S3 store behind the server.
+    keys = [o["Key"] for o in s3.client().list_objects_v2(
+        Bucket=ARTIFACT_BUCKET, Prefix="mlartifacts/").get("Contents", [])]
+    assert any(k.endswith("plots/test_confusion.png") for k in keys)
+    assert any(k.endswith("MLmodel") for k in keys)
+
+    # The champion loads by alias and answers class names for raw uint8 images.
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    test_images = tiny_model["data"].test_images
+    served = champion.predict(np.asarray(test_images[:16]))
+    assert list(served) == [CLASS_NAMES[i] for i in tiny_model["predicted"][:16]]
+    with pytest.raises(Exception, match="(?i)shape|uint8|tensor"):
+        champion.predict(np.zeros((2, 28, 28, 3), np.uint8))
+    # The Keras flavour loads back as a Keras model for Keras users.
+    (logged,) = [m for m in client.search_logged_models([tracker.experiment_id])
+                 if m.source_run_id == run and m.name == "classifier-keras"]
+    keras_model = mlflow.keras.load_model(logged.model_uri)
+    assert keras_model.output_shape[-1] == len(CLASS_NAMES)
+
+
+@pytest.fixture()
+def model_uri(tracking, tiny_model) -> tuple:
+    """One logged pyfunc to register as many versions as a test needs."""
+    from relabel import registry
+    from relabel.tracking import Tracker
+
+    tracker = Tracker("test-registry")
+    tracker.start_pipeline(PipelineConfig(), "registry-run")
+    run = tracker.child_run("model2")
+    uri = registry.log_keras_classifier(run, tiny_model["path"], keras_flavour=False)
+    return tracker, run, uri
+
+
+def test_promotion_gate(model_uri) -> None:
+    from relabel import registry
+
+    tracker, run, uri = model_uri
+    client, name = tracker.client, "test-gate"
+
+    def register_and_promote(metric: float) -> registry.PromotionDecision:
+        version = registry.register_version(client, uri, run, metric, model_name=name)
+        return registry.promote(client, version, metric, model_name=name)
+
+    first = register_and_promote(0.50)
+    assert first.alias == "champion" and first.champion_version is None
+    worse = register_and_promote(0.40)
+    assert worse.alias == "challenger"
+    assert (worse.champion_version, worse.champion_value) == (first.version, 0.50)
+    tie = register_and_promote(0.50)
+    assert tie.alias == "challenger"  # must beat, not match
+    better = register_and_promote(0.61)
+    assert better.alias == "champion" and better.champion_value == 0.50
+    assert client.get_model_version_by_alias(name, "champion").version == better.version
+    assert client.get_model_version_by_alias(name, "challenger").version == tie.version
+    # No lock left behind.
+    assert not client.search_registered_models(f"name = '{name}{registry.LOCK_SUFFIX}'")
+
+
+def _race(tracker, run, uri, name: str, metrics: list[float], lock: bool) -> list:
+    """Register one version per metric, then promote them all at once from threads; the
+    `_after_read` pause widens the read-decide-write window so any race shows."""
+    from relabel import registry
+
+    client = tracker.client
+    base = registry.register_version(client, uri, run, 0.30, model_name=name)
+    registry.promote(client, base, 0.30, model_name=name)
+    versions = [registry.register_version(client, uri, run, m, model_name=name)
+                for m in metrics]
+    barrier = threading.Barrier(len(versions))
+    decisions: list = [None] * len(versions)
+    errors: list[BaseException] = []
+
+    def racer(k: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            decisions[k] = registry.promote(client, versions[k], metrics[k], model_name=name,
+                                            lock=lock, _after_read=lambda: time.sleep(0.4))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=racer, args=(k,)) for k in range(len(versions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    return decisions
+
+
+def test_racing_promotions_do_not_both_win(model_uri) -> None:
+    tracker, run, uri = model_uri
+    client = tracker.client
+    # Equally good versions racing: serially, the first wins and the rest tie -> challenger.
+    decisions = _race(tracker, run, uri, "test-race", [0.9, 0.9, 0.9], lock=True)
+    winners = [d for d in decisions if d.promoted]
+    assert len(winners) == 1
+    assert client.get_model_version_by_alias("test-race", "champion").version == \
+        winners[0].version
+    # Different numbers racing: the best one ends as champion, whatever the order.
+    decisions = _race(tracker, run, uri, "test-race-2", [0.7, 0.95, 0.8], lock=True)
+    champion = client.get_model_version_by_alias("test-race-2", "champion")
+    assert champion.version == decisions[1].version
+
+    # The same race without the lock: several "winners" (this is what the lock prevents,
+    # and shows the assertion above can fail).
+    unlocked = _race(tracker, run, uri, "test-race-unlocked", [0.9, 0.9, 0.9], lock=False)
+    assert sum(d.promoted for d in unlocked) > 1
+
+
+def test_stale_lock_is_broken(model_uri) -> None:
+    from relabel import registry
+
+    tracker, run, uri = model_uri
+    client, name = tracker.client, "test-stale"
+    crashed = registry.PromotionLock(client, name)
+    crashed.acquire()  # a holder that died without releasing
+    with pytest.raises(registry.PromotionLockTimeout, match="held by"):
+        registry.PromotionLock(client, name, timeout=0.5).acquire()
+    with registry.PromotionLock(client, name, timeout=5, stale_after=0.0):
+        pass  # broke the stale lock, got it, released it
+    assert not client.search_registered_models(f"name = '{name}{registry.LOCK_SUFFIX}'")
+
+
+def test_artifact_store_dying_mid_run(tracking, tmp_path: Path) -> None:
+    """S3 behind the server stops: logging an artifact fails with a clear error, metrics
+    still land (SQLite), earlier artifacts survive, and logging works again after restart."""
+    from relabel.tracking import Tracker
+
+    s3, _ = tracking
+    tracker = Tracker("test-s3-fault")
+    tracker.start_pipeline(PipelineConfig(), "fault-run")
+    run = tracker.child_run("model2")
+    before = tmp_path / "before.txt"
+    before.write_text("logged before the fault\n")
+    tracker.log_file(run, before, "reports")
+    s3.kill()
+    try:
+        after = tmp_path / "after.txt"
+        after.write_text("logged during the fault\n")
+        started = time.monotonic()
+        with pytest.raises(Exception) as info:
+            tracker.log_file(run, after, "reports")
+        message = str(info.value)
+        assert "500" in message or "Connection" in message or "endpoint" in message.lower()
+        assert time.monotonic() - started < 120
+        tracker.log_metrics(run, {"still_tracked": 1.0})  # the tracking DB is unaffected
+        tracker.end_run(run, "FAILED")
+    finally:
+        s3.start()
+    client = tracker.client
+    assert client.get_run(run).info.status == "FAILED"
+    assert client.get_run(run).data.metrics["still_tracked"] == 1.0
+    deadline = time.monotonic() + 60
+    while True:  # SeaweedFS answers 500 until its volumes re-register after a restart
+        try:
+            local = client.download_artifacts(run, "reports/before.txt", str(tmp_path / "dl"))
+            break
+        except Exception:  # noqa: BLE001
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    assert Path(local).read_text() == "logged before the fault\n"
+    tracker.log_file(run, after, "reports")
+    assert "reports/after.txt" in _artifact_paths(client, run)
