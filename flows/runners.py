@@ -8,9 +8,28 @@ branch here; the flows only ever call `make_task_runner(config)`.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from relabel.config import PipelineConfig
+
+
+def local_dask_cluster_kwargs(workers: int) -> dict[str, Any]:
+    """`distributed.LocalCluster` settings for `workers` fold processes on this machine.
+
+    Scheduler and workers listen on 127.0.0.1 only and there is no dashboard: a local
+    cluster serves this one run. One task at a time per worker process, and TensorFlow's
+    kernel thread pool sized to the worker's share of the cores (TF_NUM_INTRAOP_THREADS), so
+    that k processes do not each start a pool as large as the whole machine.
+    """
+    cores = os.cpu_count() or 1
+    return {
+        "n_workers": workers, "threads_per_worker": 1, "processes": True,
+        "host": "127.0.0.1", "dashboard_address": None,
+        "env": {"TF_NUM_INTRAOP_THREADS": str(max(1, cores // workers))},
+    }
 
 
 def make_task_runner(config: PipelineConfig) -> TaskRunner:
@@ -27,8 +46,7 @@ def make_task_runner(config: PipelineConfig) -> TaskRunner:
             ) from exc
         if config.dask_address:
             return DaskTaskRunner(address=config.dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": config.train.folds,
-                                              "threads_per_worker": 1, "processes": True})
+        return DaskTaskRunner(cluster_kwargs=local_dask_cluster_kwargs(config.train.folds))
     if config.task_runner == "ray":
         try:
             from prefect_ray import RayTaskRunner
@@ -36,5 +54,7 @@ def make_task_runner(config: PipelineConfig) -> TaskRunner:
             raise RuntimeError(
                 "task_runner 'ray' needs prefect-ray: pip install 'relabel[ray]'"
             ) from exc
+        # ray.init() joins the cluster named by RAY_ADDRESS when it is set (Ray's own
+        # convention), else starts a local one (its dashboard listens on 127.0.0.1 only).
         return RayTaskRunner()
     raise ValueError(f"task_runner: unknown backend {config.task_runner!r}")

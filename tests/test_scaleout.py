@@ -1,0 +1,130 @@
+"""Scale-out: the clean-model folds run the same on every task runner.
+
+`config.task_runner` picks threads, Dask or Ray (flows/runners.py). The slow test trains the
+real clean-model folds (smoke profile, small demo data) once on the thread runner and once on
+a real local Dask cluster of 2 worker processes bound to 127.0.0.1, and checks that both runs
+produce the same fold probabilities for the same seed, with the folds spread over both Dask
+workers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner
+
+from flows.runners import local_dask_cluster_kwargs, make_task_runner
+from relabel.config import PipelineConfig
+
+
+def test_threads_is_the_default_with_one_thread_per_fold() -> None:
+    config = PipelineConfig(profile="cpu")
+    runner = make_task_runner(config)
+    assert isinstance(runner, ThreadPoolTaskRunner)
+    assert runner._max_workers == config.train.folds
+
+
+def test_dask_uses_the_scheduler_address_when_given() -> None:
+    runner = make_task_runner(
+        PipelineConfig(task_runner="dask", dask_address="tcp://10.0.0.5:8786"))
+    assert isinstance(runner, DaskTaskRunner)
+    assert runner.address == "tcp://10.0.0.5:8786"
+    assert runner.cluster_kwargs == {}
+
+
+def test_dask_local_cluster_is_loopback_only_and_sized_to_the_folds() -> None:
+    config = PipelineConfig(task_runner="dask", profile="cpu")
+    runner = make_task_runner(config)
+    assert isinstance(runner, DaskTaskRunner) and runner.address is None
+    kwargs = runner.cluster_kwargs
+    assert kwargs == local_dask_cluster_kwargs(config.train.folds)
+    assert kwargs["n_workers"] == config.train.folds
+    assert kwargs["threads_per_worker"] == 1 and kwargs["processes"] is True
+    # Nothing listens beyond this machine: scheduler and workers on loopback, no dashboard.
+    assert kwargs["host"] == "127.0.0.1" and kwargs["dashboard_address"] is None
+    # Each worker process gets its share of the cores for TensorFlow's kernels.
+    threads = int(kwargs["env"]["TF_NUM_INTRAOP_THREADS"])
+    assert threads == max(1, (os.cpu_count() or 1) // config.train.folds)
+
+
+def test_ray_without_its_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes `import prefect_ray` raise ImportError, as when not installed.
+    monkeypatch.setitem(sys.modules, "prefect_ray", None)
+    with pytest.raises(RuntimeError, match=r"relabel\[ray\]"):
+        make_task_runner(PipelineConfig(task_runner="ray"))
+
+
+# --------------------------------------------------------------- the real fan-out
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tasks.demodata import generate_demo_data
+
+    return generate_demo_data(tmp_path_factory.mktemp("scaleout") / "data", num_train=600,
+                              num_clean=400, num_test=50, seed=3)
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    """A throwaway Prefect API (temporary SQLite database), stopped after this module."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    # None: use PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (relabel sets 180 s).
+    with prefect_test_harness(server_startup_timeout=None):
+        yield
+
+
+def _run_folds(config: PipelineConfig) -> list:
+    from flows.scaleout import clean_folds
+
+    return clean_folds(config)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="threaded folds race on Python's global RNG while building their models "
+    "(tasks/train.py; see /work/notes/infra-to-models.md): remove this mark with the fix",
+)
+def test_dask_folds_equal_threaded_folds(demo_data: Path, tmp_path: Path, prefect_api) -> None:
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from flows.artifacts import load_array
+
+    base = dict(data=str(demo_data), profile="smoke", seed=7)
+    threaded = _run_folds(PipelineConfig(**base, cache_dir=tmp_path / "threads"))
+
+    folds = PipelineConfig(**base).train.folds
+    assert folds == 2
+    with LocalCluster(**local_dask_cluster_kwargs(folds)) as cluster, Client(cluster) as client:
+        workers = client.scheduler_info()["workers"]
+        assert len(workers) == 2
+        assert all(address.startswith("tcp://127.0.0.1:") for address in workers)
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        with get_task_stream(client) as stream:
+            distributed = _run_folds(PipelineConfig(
+                **base, cache_dir=tmp_path / "dask", task_runner="dask",
+                dask_address=cluster.scheduler_address))
+        used = {record["worker"] for record in stream.data}
+    assert used == set(workers), "the two folds did not run on both workers"
+
+    assert [f.fold for f in threaded] == [f.fold for f in distributed] == [0, 1]
+    for a, b in zip(threaded, distributed, strict=True):
+        for name in ("holdout_idx", "predict_idx"):
+            np.testing.assert_array_equal(load_array(getattr(a, name)),
+                                          load_array(getattr(b, name)))
+        for name in ("holdout_proba", "predict_proba"):
+            left, right = load_array(getattr(a, name)), load_array(getattr(b, name))
+            assert left.shape == right.shape and np.isfinite(left).all()
+            # Equal up to float summation order: Dask workers run TensorFlow with their share
+            # of the cores (TF_NUM_INTRAOP_THREADS), the thread runner with all of them.
+            np.testing.assert_allclose(left, right, rtol=0, atol=1e-5)
+            np.testing.assert_array_equal(left.argmax(axis=1), right.argmax(axis=1))
+        # Different cache dirs: each run really trained (no result was shared between them).
+        assert a.predict_proba.path != b.predict_proba.path
