@@ -369,5 +369,75 @@ def test_docker_context_is_an_allow_list_covering_every_copy() -> None:
             sources = [a for a in args.split() if not a.startswith("--")][:-1]
             for source in sources:
                 assert any(source == a or source.startswith(a + "/") for a in allowed), source
-                assert source == "prefect.yaml" or (ROOT / source).exists(), source
+                assert (ROOT / source).exists(), source
 
+
+
+# --- prefect.yaml ------------------------------------------------------------------------
+
+def _deployments() -> list[dict[str, Any]]:
+    return yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+
+
+def _pools_served_by_infra() -> dict[str, dict[str, Any]]:
+    """Work pool name -> its base job template, for every pool a worker in infra/ serves."""
+    from prefect.workers.process import ProcessWorker
+
+    compose_worker = _compose()["services"]["worker"]["command"]
+    k8s_worker = _one("Deployment", "prefect-worker")["spec"]["template"]["spec"][
+        "containers"][0]["command"]
+    served = {}
+    for command in (compose_worker, k8s_worker):
+        pool, kind = command[command.index("--pool") + 1], command[command.index("--type") + 1]
+        served[pool] = (_template() if kind == "kubernetes"
+                        else ProcessWorker.get_default_base_job_template())
+    assert set(served) == {"relabel-local", GPU_POOL}
+    return served
+
+
+def test_every_deployment_targets_a_pool_that_infra_serves() -> None:
+    served = _pools_served_by_infra()
+    for deployment in _deployments():
+        pool = deployment["work_pool"]
+        assert pool["name"] in served, f"{deployment['name']}: no worker in infra/ serves it"
+        # Job variables must satisfy the pool's schema (the server checks this on deploy).
+        schema = served[pool["name"]]["variables"]
+        defaults = {k: v["default"] for k, v in schema["properties"].items() if "default" in v}
+        jsonschema.validate({**defaults, **pool.get("job_variables", {})}, schema)
+
+
+def test_gpu_deployment_runs_where_the_gpu_image_keeps_the_code() -> None:
+    (gpu,) = [d for d in _deployments() if d["work_pool"]["name"] == GPU_POOL]
+    (step,) = gpu["pull"]
+    directory = step["prefect.deployments.steps.set_working_directory"]["directory"]
+    workdirs = [args for op, args in _instructions(DOCKERFILES["gpu"]) if op == "WORKDIR"]
+    assert workdirs[-1] == directory
+    assert gpu["parameters"]["config"]["profile"] == "gpu"
+    assert gpu["work_pool"]["job_variables"]["gpu_count"] >= 1
+
+
+@pytest.mark.parametrize("name", [d["name"] for d in _deployments()])
+def test_deployment_entrypoint_imports_and_parameters_validate(name: str) -> None:
+    from prefect import Flow
+    from prefect.flows import load_flow_from_entrypoint
+
+    from relabel.config import PipelineConfig
+
+    (deployment,) = [d for d in _deployments() if d["name"] == name]
+    path, _, _ = deployment["entrypoint"].partition(":")
+    assert (ROOT / path).is_file()
+    flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+    assert isinstance(flow, Flow)
+    parameters = deployment.get("parameters", {})
+    missing = set(flow.parameters.required or []) - set(parameters)
+    if missing:
+        # An event-triggered deployment: each trigger must supply what has no default.
+        assert deployment.get("triggers"), f"{name}: no default for {sorted(missing)}"
+        for trigger in deployment["triggers"]:
+            assert missing <= set(trigger.get("parameters", {})), trigger
+    else:
+        # Against the flow's signature (what Prefect does when a run is created) ...
+        flow.validate_parameters(parameters)
+    # ... and the config object against the typed config itself, so a typo'd key fails.
+    if "config" in parameters:
+        PipelineConfig.model_validate(parameters["config"])

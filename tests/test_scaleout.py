@@ -52,6 +52,20 @@ def test_dask_local_cluster_is_loopback_only_and_sized_to_the_folds() -> None:
     assert threads == max(1, (os.cpu_count() or 1) // config.train.folds)
 
 
+def test_one_device_means_no_distribution() -> None:
+    """Multi-GPU is tasks.train's MirroredStrategy; with at most one GPU (this machine: none)
+    it must be the default strategy, one replica, so batch size and learning rate stay put."""
+    import tensorflow as tf
+
+    from tasks.train import distribution_strategy
+
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        pytest.skip("several GPUs visible: the MirroredStrategy path applies")
+    strategy = distribution_strategy()
+    assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+    assert strategy.num_replicas_in_sync == 1
+
+
 def test_ray_without_its_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # None in sys.modules makes `import prefect_ray` raise ImportError, as when not installed.
     monkeypatch.setitem(sys.modules, "prefect_ray", None)
@@ -70,16 +84,6 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
                               num_clean=400, num_test=50, seed=3)
 
 
-@pytest.fixture(scope="module")
-def prefect_api():
-    """A throwaway Prefect API (temporary SQLite database), stopped after this module."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    # None: use PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (relabel sets 180 s).
-    with prefect_test_harness(server_startup_timeout=None):
-        yield
-
-
 def _run_folds(config: PipelineConfig) -> list:
     from flows.scaleout import clean_folds
 
@@ -92,7 +96,8 @@ def _run_folds(config: PipelineConfig) -> list:
     reason="threaded folds race on Python's global RNG while building their models "
     "(tasks/train.py; see /work/notes/infra-to-models.md): remove this mark with the fix",
 )
-def test_dask_folds_equal_threaded_folds(demo_data: Path, tmp_path: Path, prefect_api) -> None:
+def test_dask_folds_equal_threaded_folds(demo_data: Path, tmp_path: Path,
+                                         prefect_api: str) -> None:
     from distributed import Client, LocalCluster, get_task_stream
 
     from flows.artifacts import load_array
