@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -441,3 +444,46 @@ def test_deployment_entrypoint_imports_and_parameters_validate(name: str) -> Non
     # ... and the config object against the typed config itself, so a typo'd key fails.
     if "config" in parameters:
         PipelineConfig.model_validate(parameters["config"])
+
+
+# --- GPU check ---------------------------------------------------------------------------
+
+GPU_CHECK = INFRA / "gpu-check.sh"
+
+
+def test_gpu_check_script_parses() -> None:
+    assert GPU_CHECK.stat().st_mode & 0o111, "gpu-check.sh must be executable"
+    subprocess.run(["bash", "-n", str(GPU_CHECK)], check=True)
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_cpu_budget_prints_throughput_and_accuracy(tmp_path: Path) -> None:
+    out = tmp_path / "gpu-check.json"
+    run = subprocess.run(
+        ["bash", str(GPU_CHECK), "--profile", "smoke", "--epochs", "2", "--train-images", "256",
+         "--test-images", "100", "--allow-cpu", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == figures
+    assert figures["profile"] == "smoke" and figures["epochs"] == 2
+    assert figures["train_images"] == 256
+    assert figures["images_per_second"] > 0 and figures["steady_images_per_second"] > 0
+    assert 0.0 <= figures["test_accuracy"] <= 1.0
+    assert "images_per_second:" in run.stdout and "test_accuracy:" in run.stdout
+
+
+def test_gpu_check_refuses_to_run_without_a_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --allow-cpu a worker that lost its GPU fails loudly (exit 3), not slowly."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    if gpu_check.visible_gpus():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--epochs", "1"])
+    assert exit_info.value.code == gpu_check.EXIT_NO_GPU == 3
+    assert "sees no GPU" in capsys.readouterr().err

@@ -50,7 +50,10 @@ COPY --chown=relabel:relabel flows ./flows
 COPY --chown=relabel:relabel prefect.yaml ./
 # Created here, owned by the runtime user, so that volumes mounted on them start writable.
 RUN install -d -o relabel -g relabel /app/runs /app/.relabel-cache
+# PWD: prefect.yaml's pull step works in "{{ $PWD }}", and a process started without a
+# shell (the worker's flow runs) would not have it.
 ENV PATH=/opt/venv/bin:$PATH \
+    PWD=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/relabel \

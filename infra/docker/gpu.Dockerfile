@@ -52,7 +52,10 @@ RUN install -d -o relabel -g relabel /app/runs /app/.relabel-cache
 # NVIDIA_VISIBLE_DEVICES is deliberately not set: the Kubernetes device plugin (or
 # `docker run --gpus`) sets it to the GPUs actually granted; baking in "all" would hand every
 # GPU to pods that requested none. The capabilities say which driver libraries to mount.
+# PWD: prefect.yaml's pull step works in "{{ $PWD }}", and a process started without a
+# shell (the worker's flow runs) would not have it.
 ENV PATH=/opt/venv/bin:$PATH \
+    PWD=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/relabel \
