@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA ?= demo-data
 
-.PHONY: install demo server test test-fast lint bench clean
+.PHONY: install demo server mlflow-ui test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ demo: $(STAMP) $(DEMO_DATA)/noisy_labels.csv
 # Prefect server on 127.0.0.1:$(PORT) + work pools + deployments (prefect.yaml) + a local worker.
 server: $(STAMP) $(DEMO_DATA)/noisy_labels.csv
 	$(BIN)/relabel server --port $(PORT)
+
+# MLflow UI on 127.0.0.1:$(MLFLOW_PORT) over ./mlflow.db (the runs `make demo` tracked).
+MLFLOW_PORT ?= 5000
+mlflow-ui: $(STAMP)
+	$(BIN)/relabel mlflow-ui --port $(MLFLOW_PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -37,6 +37,7 @@ from flows.stages import (
     train_model1,
 )
 from relabel.config import PipelineConfig
+from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
 
 
 def run_name(profile: str, data_hash: str) -> str:
@@ -61,19 +62,21 @@ def _rename_run(profile: str, data: DatasetRef) -> str:
     return name
 
 
-@flow(name="relabel-pipeline", flow_run_name=_initial_run_name, log_prints=True)
+@flow(name="relabel-pipeline", flow_run_name=_initial_run_name, log_prints=True,
+      on_failure=[mark_failed_hook], on_crashed=[mark_failed_hook])
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # noqa: B008
     """Train Baseline, Model I and Model II on a dataset and predict its test folder."""
     cache, profile, seed = config.cache_dir, config.train, config.seed
     with results_in(cache):
         data = ingest_dataset(config.data, cache, config.ingest_workers)
         name = _rename_run(config.profile, data)
+        tracker = start_tracking(config, name, data.content_hash, data.summary)  # MLflow
         with run_labels(config.profile, data.content_hash):
             clean = resolve_clean_labels(data, cache)
             split = split_clean_labels(clean, config.validation_size, profile.folds, seed, cache)
             noise = explore_noise(clean, data.noisy_labels, split, cache)
             features = extract_features(data.images, data.test_images, cache)
-            models, clean_model, correction = [], None, None
+            models, clean_model, correction, folds = [], None, None, []
             if "baseline" in config.models:
                 models.append(train_baseline(features, data.noisy_labels, split, seed, cache))
             if "model1" in config.models:
@@ -99,5 +102,6 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 scores={s.name: s for s in scores},
             )
             summary.outputs = publish_results(config.output_dir, summary)
+            finish_tracking(tracker, summary, folds)
     get_run_logger().info("results in %s: %s", config.output_dir, summary.headline())
     return summary

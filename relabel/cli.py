@@ -278,6 +278,8 @@ def labels_add(
     data: Annotated[str, typer.Option(help="the dataset the ids refer to")] = "demo-data",
     cache_dir: Path = Path(".relabel-cache"),
     profile: Annotated[str, typer.Option(help="profile of the retrain this triggers")] = "smoke",
+    models: Annotated[str, typer.Option(
+        help="models that retrain builds (comma-separated)")] = "baseline,model1,model2",
     output_dir: Annotated[Path, typer.Option(help="output folder of that retrain")] = Path(
         "runs/latest"),
     allow_changes: Annotated[bool, typer.Option(
@@ -299,6 +301,7 @@ def labels_add(
         config = PipelineConfig(
             data=data if data.startswith("s3://") else str(Path(data).resolve()),
             cache_dir=cache_dir.resolve(), profile=profile, output_dir=output_dir.resolve(),
+            models=[m.strip() for m in models.split(",") if m.strip()],
         )
         dataset = run_ingest(_local_data(data, cache_dir), cache_dir).load()
         store = CleanLabelStore(cache_dir, dataset.content_hash)
@@ -332,6 +335,57 @@ def labels_add(
                                version=version.version if version else 0)
     EventsWorker.drain_all(timeout=30)  # send before this process exits
     typer.echo(f"event relabel.clean-labels.updated sent ({sent.id if sent else 'disabled'})")
+
+
+@app.command("compare")
+def compare(
+    limit: Annotated[int, typer.Option(min=1, help="how many recent runs")] = 10,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "relabel",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON records instead of a table")]
+    = False,
+) -> None:
+    """Recent pipeline runs side by side from MLflow: accuracy per model (validation = the
+    held-out clean images; test when labelled), noise rate, profile, Model II alias, wall
+    time. Reads MLFLOW_TRACKING_URI, else ./mlflow.db."""
+    from relabel.tracking import recent_runs, tracking_uri
+
+    table = recent_runs(experiment, limit)
+    if table.empty:
+        typer.echo(f"no pipeline runs in experiment {experiment!r} at {tracking_uri()}",
+                   err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(table.to_json(orient="records", indent=2))
+        return
+    import pandas as pd
+
+    with pd.option_context("display.width", 250, "display.max_columns", 30,
+                           "display.float_format", "{:.4f}".format):
+        typer.echo(table.to_string(index=False))
+
+
+@app.command("mlflow-ui")
+def mlflow_ui(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    backend_store_uri: Annotated[str | None, typer.Option(
+        help="tracking store (default: MLFLOW_TRACKING_URI if it is a database, else "
+             "sqlite:///mlflow.db)")] = None,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 to browse the runs (Ctrl+C stops it)."""
+    import os
+    import sys
+
+    from relabel.tracking import DEFAULT_TRACKING_URI, tracking_uri
+
+    store = backend_store_uri or tracking_uri()
+    if store.startswith(("http://", "https://")):
+        typer.echo(f"MLFLOW_TRACKING_URI is a server ({store}): open it in a browser.")
+        raise typer.Exit(0)
+    store = store or DEFAULT_TRACKING_URI
+    command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port",
+               str(port), "--backend-store-uri", store]
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {store})")
+    os.execv(sys.executable, command)
 
 
 def _local_data(data: str, cache_dir: Path) -> Path:

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -53,6 +54,63 @@ _BATCH = 900  # MLflow accepts at most 1000 metrics / 100 params per log_batch c
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI`, else a SQLite store `mlflow.db` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _artifact_root(uri: str) -> str | None:
+    """For a SQLite store, artifacts go to `mlruns/` beside the database file (MLflow would
+    use `./mlruns` of whatever the working directory is); servers choose their own."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):]).resolve()
+    return (database.parent / "mlruns").as_uri()
+
+
+def tracking_enabled() -> bool:
+    """False when RELABEL_TRACKING is 0/false/off/no (e.g. quick local experiments)."""
+    return os.environ.get("RELABEL_TRACKING", "1").strip().lower() not in (
+        "0", "false", "off", "no")
+
+
+def start_tracking(config: PipelineConfig, run_name: str, data_hash: str,
+                   dataset_summary: Mapping[str, Any] | None = None) -> Tracker | None:
+    """The flow's entry point: a Tracker with its pipeline run started, or None when
+    tracking is disabled."""
+    if not tracking_enabled():
+        log.info("MLflow tracking disabled (RELABEL_TRACKING=%s)",
+                 os.environ.get("RELABEL_TRACKING"))
+        return None
+    tracker = Tracker(config.mlflow_experiment)
+    tracker.start_pipeline(config, run_name, data_hash, dataset_summary)
+    return tracker
+
+
+def finish_tracking(tracker: Tracker | None, summary: Any, folds: Sequence[Any] = ()) -> None:
+    """The flow's exit point: log the finished run's summary, gate Model II, end the run.
+    A tracking failure ends the MLflow run FAILED and propagates (clear error in Prefect)."""
+    if tracker is None:
+        return
+    try:
+        tracker.log_summary(summary, folds)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish()
+
+
+def mark_failed_hook(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect on_failure/on_crashed hook: end the flow run's open MLflow runs as FAILED,
+    so the UI never shows a dead run as still running."""
+    if not tracking_enabled():
+        return
+    try:
+        config = (flow_run.parameters or {}).get("config") or {}
+        experiment = (config.get("mlflow_experiment") if isinstance(config, dict)
+                      else getattr(config, "mlflow_experiment", None)) or "relabel"
+        closed = fail_open_runs(str(flow_run.id), experiment)
+        if closed:
+            log.info("marked %d MLflow run(s) of flow run %s FAILED", closed, flow_run.id)
+    except Exception as exc:  # noqa: BLE001 - a hook must never mask the real failure
+        log.warning("could not mark MLflow runs failed: %s", exc)
 
 
 def _finite(value: Any) -> bool:
@@ -95,7 +153,7 @@ class Tracker:
                 self.client.restore_experiment(found.experiment_id)
             return found.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, artifact_location=_artifact_root(self.uri))
         except MlflowException:  # created by a concurrent run between our two calls
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -194,8 +252,19 @@ class Tracker:
             self.client.set_tag(run_id, key, str(value))
 
     def log_file(self, run_id: str, path: str | os.PathLike[str],
-                 artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
+                 artifact_path: str | None = None, name: str | None = None) -> None:
+        """Log one file; `name` renames it (cache artifacts are named by their hash)."""
+        path = Path(path)
+        if name is None or name == path.name:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+            return
+        with tempfile.TemporaryDirectory(prefix="relabel-artifact-") as tmp:
+            renamed = Path(tmp) / name
+            try:
+                os.link(path, renamed)  # no copy when on the same filesystem
+            except OSError:
+                shutil.copyfile(path, renamed)
+            self.client.log_artifact(run_id, str(renamed), artifact_path)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
@@ -334,15 +403,17 @@ class Tracker:
                              **{f"noise_rate.{k}": v for k, v in noise.noise_rates.items()}}
             self.log_metrics(run, noise_metrics)
             headline.update(noise_metrics)
-            for artifact in noise.plots.values():
-                self.log_file(run, artifact.path, "plots")
-                self.log_file(parent, artifact.path, "plots")
-            self.log_file(run, noise.transition.path, "arrays")
+            for plot_name, artifact in noise.plots.items():
+                self.log_file(run, artifact.path, "plots", name=plot_name)
+            self.log_file(run, noise.transition.path, "arrays", name="transition.npy")
             self._end(run, seconds.get("noise"))
 
             # clean model folds (nested one level deeper)
             if summary.clean_model is not None or folds:
                 run = runs["clean-model"] = self.child_run("clean-model")
+                self.log_metrics(run, {
+                    "folds": len(folds),
+                    "train_seconds": sum(f.model.metrics.get("seconds", 0.0) for f in folds)})
                 for fold in folds:
                     fold_run = self.child_run(f"clean-fold-{fold.fold}", parent_run_id=run,
                                               tags={"relabel.fold": str(fold.fold)})
@@ -376,10 +447,9 @@ class Tracker:
                                              if "_f1." not in k})
                 if model.kind == "keras" and key == "model2":
                     self._log_model2(run, model, score, register)
-                elif model.kind == "keras":
-                    self.log_file(run, model.model.path, "model")
-                else:
-                    self.log_file(run, model.model.path, "model")
+                else:  # the plain model file (.keras / .joblib), as the pipeline saved it
+                    self.log_file(run, model.model.path, "model",
+                                  name=key + Path(model.model.path).suffix)
                 self._end(run, seconds.get(key))
 
             # the published files

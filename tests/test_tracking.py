@@ -294,3 +294,49 @@ def test_artifact_store_dying_mid_run(tracking, tmp_path: Path) -> None:
     assert Path(local).read_text() == "logged before the fault\n"
     tracker.log_file(run, after, "reports")
     assert "reports/after.txt" in _artifact_paths(client, run)
+
+
+def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, monkeypatch):
+    """The real Prefect pipeline (smoke profile, tiny demo data) against the server: the run
+    tree, metrics, artifacts and registry decision a user sees; `relabel compare` lists it."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from flows.pipeline import pipeline
+    from relabel.cli import app
+    from relabel.registry import MODEL_NAME
+    from tasks.demodata import generate_demo_data
+
+    data_dir = generate_demo_data(tmp_path / "data", num_train=300, num_clean=150, num_test=40)
+    config = PipelineConfig(data=str(data_dir), output_dir=tmp_path / "out",
+                            cache_dir=tmp_path / "cache", profile="smoke",
+                            mlflow_experiment="test-pipeline")
+    summary = pipeline(config=config)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("test-pipeline")
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    parent = by_name[summary.run_name]
+    assert {"data", "noise", "clean-model", "clean-fold-0", "clean-fold-1", "correction",
+            "baseline", "model1", "model2"} <= set(by_name)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert parent.data.tags["prefect.flow_run_id"]
+    assert parent.data.params["train.folds"] == "2"
+    for model in ("baseline", "model1", "model2"):
+        assert parent.data.metrics[f"{model}.validation_accuracy"] == pytest.approx(
+            summary.scores[{"baseline": "Baseline", "model1": "Model I",
+                            "model2": "Model II"}[model]].validation["accuracy"])
+    assert 0 < parent.data.metrics["noise_rate"] < 1
+    assert {"outputs/label_prediction.csv", "outputs/metrics.json", "plots/sample_grid.png",
+            "promotion.json"} <= _artifact_paths(client, parent.info.run_id)
+    assert {"plots/transition_matrix.png", "plots/noise_rates.png", "arrays/transition.npy"} \
+        <= _artifact_paths(client, by_name["noise"].info.run_id)
+    model2 = by_name["model2"]
+    assert [m.step for m in client.get_metric_history(model2.info.run_id, "loss")] == [1, 2]
+    assert parent.data.tags["relabel.alias"] in ("champion", "challenger")
+    champion = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    assert set(champion.predict(np.zeros((3, 32, 32, 3), np.uint8))) <= set(CLASS_NAMES)
+
+    result = CliRunner().invoke(app, ["compare", "--experiment", "test-pipeline", "--json"])
+    assert result.exit_code == 0, result.output
+    assert summary.run_name in result.output and "model2 vali acc" in result.output
