@@ -146,8 +146,10 @@ def describe_error(exc: BaseException, what: str, client: Any | None = None) -> 
 
 def list_prefix(uri: str, client: Any | None = None) -> list[S3Object]:
     """Every object under `uri` (folder markers excluded), sorted by key."""
-    location = parse_s3_uri(uri)
-    client = client or s3_client()
+    return _list(parse_s3_uri(uri), client or s3_client())
+
+
+def _list(location: S3Location, client: Any) -> list[S3Object]:
     objects: list[S3Object] = []
     try:
         paginator = client.get_paginator("list_objects_v2")
@@ -194,15 +196,23 @@ def fetch_prefix(
     """Download every object under `uri` into a content-keyed folder of `cache_dir`.
 
     Returns the local folder, laid out like the prefix (`s3://b/data/images/00001.png` ->
-    `FOLDER/images/00001.png`). A second call with unchanged objects costs one listing.
+    `FOLDER/images/00001.png`); a URI naming one object gives a folder holding just that
+    file under its own name. A second call with unchanged objects costs one listing.
     Raises StorageError (bucket missing, prefix empty, credentials rejected, endpoint down,
     object changed or truncated during download); the cache then holds no partial folder.
     """
     location = parse_s3_uri(uri)
     client = client or s3_client()
-    objects = list_prefix(uri, client)
+    objects = _list(location, client)
+    if not objects and not uri.endswith("/"):
+        # `uri` may name one object (s3://bucket/labels/new.csv): fetch just that file.
+        exact = parse_s3_uri(uri, as_prefix=False)
+        matches = [o for o in _list(exact, client) if o.key == exact.prefix]
+        if matches:
+            parent = exact.prefix.rsplit("/", 1)[0] + "/" if "/" in exact.prefix else ""
+            location, objects = S3Location(location.bucket, parent), matches
     if not objects:
-        raise StorageError(f"{location.uri}: no objects under this prefix "
+        raise StorageError(f"{location.uri}: no object or objects under this prefix "
                            f"(endpoint {_endpoint_description(client)})")
     fingerprint = _fingerprint(location, objects)
     destination = Path(cache_dir) / f"{location.bucket}-{fingerprint[:20]}"

@@ -152,8 +152,20 @@ def test_missing_bucket_is_a_clear_error(s3_env, tmp_path: Path) -> None:
 
 
 def test_empty_prefix_is_a_clear_error(s3_env, tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="no objects under this prefix"):
+    with pytest.raises(StorageError, match="nothing-here/: no object or objects under"):
         fetch_prefix(f"s3://{BUCKET}/nothing-here", tmp_path / "cache")
+
+
+def test_fetch_single_object(s3_env, demo_dir: Path, tmp_path: Path) -> None:
+    """A URI naming one object (e.g. a new clean-labels CSV) gives a folder with that file;
+    a sibling whose name merely starts the same is not included."""
+    client = s3_env.client()
+    body = (demo_dir / "clean_labels.csv").read_bytes()
+    client.put_object(Bucket=BUCKET, Key="inbox/new.csv", Body=body)
+    client.put_object(Bucket=BUCKET, Key="inbox/new.csv.bak", Body=b"old")
+    folder = fetch_prefix(f"s3://{BUCKET}/inbox/new.csv", tmp_path / "cache")
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["new.csv"]
+    assert (folder / "new.csv").read_bytes() == body
 
 
 def test_key_vanishing_mid_download_leaves_no_cache(s3_env, demo_dir, tmp_path) -> None:
