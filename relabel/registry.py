@@ -145,7 +145,8 @@ def pip_requirements() -> list[str]:
 
 
 def log_keras_classifier(run_id: str, keras_path: str | os.PathLike[str],
-                         name: str = "classifier", keras_flavour: bool = True) -> str:
+                         name: str = "classifier", keras_flavour: bool = True,
+                         tracking_uri: str | None = None) -> str:
     """Log a trained .keras model to `run_id`: as the `keras` flavour (`<name>-keras`, for
     Keras users) and as the image->class-name pyfunc (`<name>`, for serving). Returns the
     pyfunc's model URI (what `register_and_promote` registers).
@@ -156,6 +157,8 @@ def log_keras_classifier(run_id: str, keras_path: str | os.PathLike[str],
     keras_path = Path(keras_path)
     if not keras_path.is_file():
         raise FileNotFoundError(f"{keras_path}: no such model file")
+    if tracking_uri:  # the fluent API must write where the caller's client writes
+        mlflow.set_tracking_uri(tracking_uri)
     signature = image_signature()
     requirements = pip_requirements()
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):

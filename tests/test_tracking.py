@@ -327,6 +327,9 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
             summary.scores[{"baseline": "Baseline", "model1": "Model I",
                             "model2": "Model II"}[model]].validation["accuracy"])
     assert 0 < parent.data.metrics["noise_rate"] < 1
+    # Wall time per stage, from the flow's Prefect task runs.
+    assert parent.data.metrics["model2.wall_seconds"] > 0
+    assert by_name["model1"].data.metrics["wall_seconds"] > 0
     assert {"outputs/label_prediction.csv", "outputs/metrics.json", "plots/sample_grid.png",
             "promotion.json"} <= _artifact_paths(client, parent.info.run_id)
     assert {"plots/transition_matrix.png", "plots/noise_rates.png", "arrays/transition.npy"} \
