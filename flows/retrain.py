@@ -20,8 +20,6 @@ from flows.pipeline import PipelineSummary, pipeline
 from flows.stages import IO_RETRIES, DatasetRef, ingest_dataset, results_in
 from relabel.config import PipelineConfig
 
-CLEAN_LABELS_UPDATED = "relabel.clean-labels.updated"
-
 
 def local_labels_file(labels_file: str, cache_dir: Path) -> Path:
     """A local copy of `labels_file`; an `s3://bucket/key` object is downloaded first."""
@@ -62,8 +60,17 @@ def merge_new_labels(
     }
 
 
-@flow(name="retrain-on-new-labels", log_prints=True,
-      flow_run_name="retrain-{config.profile}-" + "{labels_file}")
+def _run_name() -> str:
+    """"retrain-<profile>-<labels file name>"."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    config = params.get("config") or {}
+    profile = config.profile if isinstance(config, PipelineConfig) else config.get("profile")
+    return f"retrain-{profile or 'smoke'}-{Path(str(params.get('labels_file'))).name}"
+
+
+@flow(name="retrain-on-new-labels", log_prints=True, flow_run_name=_run_name)
 def retrain_on_new_labels(
     labels_file: str,
     config: PipelineConfig = PipelineConfig(),  # noqa: B008

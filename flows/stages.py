@@ -26,13 +26,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
-from prefect.context import TagsContext, TaskRunContext
+from prefect.context import TaskRunContext
 from prefect.task_runners import TaskRunner
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
@@ -98,27 +99,35 @@ def results_in(cache_dir: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 
+# "<profile> <data hash>" of the running pipeline, for task-run names. A context variable, not
+# Prefect tags: a tagged task run costs extra API calls (tag concurrency slots) per task.
+_RUN_LABEL: ContextVar[str] = ContextVar("relabel_run_label", default="")
+
+
 @contextlib.contextmanager
 def run_labels(profile: str, data_hash: str) -> Iterator[None]:
-    """Tag every task run inside with the profile and data hash (names and UI filters)."""
-    from prefect import tags
-
-    with tags(f"profile:{profile}", f"data:{data_hash[:12]}"):
+    """Name every task run started inside "<stage> [<profile> <data hash>]"."""
+    token = _RUN_LABEL.set(f"{profile} {data_hash[:12]}")
+    try:
         yield
+    finally:
+        _RUN_LABEL.reset(token)
 
 
 def stage_name(title: str) -> Callable[..., str]:
-    """A task-run name function: "<title> [<profile> <data hash>]", profile and data hash
-    taken from the run's tags; a fold number or model name among the parameters is added."""
+    """A task-run name function: "<title> [<profile> <data hash>]"; a fold number or model
+    name among the task's parameters is added after the title. (Thread runners carry the
+    label to their tasks; elsewhere the profile parameter stands in.)"""
 
     def name(parameters: dict[str, Any]) -> str:
-        found = dict(tag.split(":", 1) for tag in TagsContext.get().current_tags if ":" in tag)
         detail = ""
         if "fold" in parameters:
             detail = f" {parameters['fold']}"
         elif isinstance(parameters.get("model"), TrainedModel):
             detail = f" {parameters['model'].name}"
-        label = " ".join(v for v in (found.get("profile"), found.get("data")) if v)
+        label = _RUN_LABEL.get()
+        if not label and isinstance(parameters.get("profile"), TrainProfile):
+            label = parameters["profile"].name
         return f"{title}{detail} [{label}]" if label else f"{title}{detail}"
 
     return name

@@ -1,0 +1,338 @@
+"""The Prefect flows on real Prefect: stage wrappers, the pipeline end to end, caching,
+resuming a killed run, and the deployments on a real `prefect server` with a worker.
+
+Tiny demo data (600 training images, 200 clean, 100 test) and the smoke profile keep the
+whole module to a few minutes on 2 cores. The module shares one cache dir, so later tests
+reuse what earlier ones computed, as a user's reruns would; each test still stands alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import pytest
+
+from relabel.config import PipelineConfig
+
+RELABEL = str(Path(sys.executable).with_name("relabel"))
+BEFORE_RETRAIN = {
+    "Ingest dataset", "Resolve clean labels", "Split clean labels", "Explore label noise",
+    "Extract colour features", "Train baseline", "Train Model I", "Train clean-model fold 0",
+    "Train clean-model fold 1", "Combine clean-model folds", "Correct noisy labels",
+}
+FROM_RETRAIN = {"Retrain Model II", "Score Baseline", "Score Model I", "Score Model II",
+                "Publish results"}
+ALL_STAGES = BEFORE_RETRAIN | FROM_RETRAIN
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tasks.demodata import generate_demo_data
+
+    root = tmp_path_factory.mktemp("flows")
+    data = generate_demo_data(root / "data", num_train=600, num_clean=200, num_test=100)
+    return {"root": root, "data": data, "cache": root / "cache"}
+
+
+def make_config(workspace: dict[str, Path], out: str = "out", **overrides: Any) -> PipelineConfig:
+    return PipelineConfig(data=str(workspace["data"]), cache_dir=workspace["cache"],
+                          output_dir=workspace["root"] / out, profile="smoke", **overrides)
+
+
+def stage_states(*flow_run_ids: UUID) -> dict[str, str]:
+    """{stage name (run name without the "[profile hash]" suffix): state name}."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
+            flow_run_id=TaskRunFilterFlowRunId(any_=list(flow_run_ids))))
+    return {run.name.split(" [")[0]: run.state.name for run in runs}
+
+
+# ------------------------------------------------------------------ stage wrappers (.fn)
+
+
+def test_ingest_and_label_stages_pass_artifacts_by_reference(
+    workspace: dict[str, Path], tmp_path: Path
+) -> None:
+    from flows.artifacts import load_array
+    from flows.retrain import merge_new_labels
+    from flows.stages import ingest_dataset, resolve_clean_labels, split_clean_labels
+    from relabel.fileio import sha256_file
+
+    cache = tmp_path / "cache"
+    data = ingest_dataset.fn(str(workspace["data"]), cache)
+    assert data.summary["num_images"] == 600 and data.summary["num_test"] == 100
+    for ref in (data.images, data.noisy_labels, data.clean_labels, data.test_images):
+        assert Path(ref.path).is_file() and sha256_file(ref.path) == ref.sha256
+    assert len(data.model_dump_json()) < 4000  # a reference, not the arrays
+    assert resolve_clean_labels.fn(data, cache) == data.clean_labels
+
+    # New labels for three images without one: a new version, which the pipeline then uses.
+    noisy_only = np.flatnonzero(load_array(data.clean_labels) < 0)[:3]
+    new = tmp_path / "new.csv"
+    new.write_text("image_id,label\n" + "".join(f"{i + 1},4\n" for i in noisy_only))
+    merged = merge_new_labels.fn(str(new), data, cache)
+    assert merged["version"] == 1 and merged["added"] == 3 and merged["num_clean"] == 203
+    current = resolve_clean_labels.fn(data, cache)
+    assert current != data.clean_labels and np.all(load_array(current)[noisy_only] == 4)
+    assert merge_new_labels.fn(str(new), data, cache)["version"] == 1  # idempotent
+
+    split = split_clean_labels.fn(current, 0.2, 2, 0, cache)
+    train, val = load_array(split.train_idx), load_array(split.val_idx)
+    assert len(train) + len(val) == 203 and not set(train) & set(val)
+    holdouts = np.sort(np.concatenate([load_array(h) for _, h in split.folds]))
+    assert np.array_equal(holdouts, np.sort(train))
+
+
+def test_make_task_runner_follows_the_config() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.runners import make_task_runner
+
+    runner = make_task_runner(PipelineConfig(profile="smoke"))
+    assert isinstance(runner, ThreadPoolTaskRunner)
+    assert type(make_task_runner(PipelineConfig(task_runner="dask"))).__name__ == "DaskTaskRunner"
+
+
+def test_watcher_announces_each_new_content_once(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    from flows.watch import CLEAN_LABELS_UPDATED, emit_labels_updated, watch_clean_labels
+
+    config = PipelineConfig(cache_dir=tmp_path / "cache")
+    labels = tmp_path / "inbox.csv"
+    assert watch_clean_labels(str(labels), config) == []  # nothing there yet
+    labels.write_text("image_id,label\n5,1\n")
+    assert watch_clean_labels(str(labels), config) == [str(labels.resolve())]
+    assert watch_clean_labels(str(labels), config) == []  # same content: no new event
+    labels.write_text("image_id,label\n5,1\n6,2\n")
+    assert watch_clean_labels(str(labels), config) == [str(labels.resolve())]
+
+    event = emit_labels_updated(str(labels), config, "abc")
+    assert event is not None and event.event == CLEAN_LABELS_UPDATED
+    assert event.resource.id.startswith("relabel.clean-labels.")
+    assert PipelineConfig.model_validate(event.payload["config"]) == config
+
+
+# ----------------------------------------------------------------- the pipeline flow
+
+
+@pytest.mark.slow
+def test_pipeline_completes_then_reruns_from_cache(
+    workspace: dict[str, Path], prefect_api: str
+) -> None:
+    from flows.pipeline import pipeline
+
+    config = make_config(workspace)
+    first = pipeline(config=config, return_state=True)
+    assert first.is_completed(), first.message
+    summary = first.result()
+    assert set(stage_states(first.state_details.flow_run_id)) == ALL_STAGES
+
+    rows = list(csv.reader((config.output_dir / "label_prediction.csv").open()))
+    assert rows[0] == ["Baseline", "Model I", "Model II"] and len(rows) == 101
+    assert all(0 <= int(v) <= 9 for row in rows[1:] for v in row)
+    metrics = json.loads((config.output_dir / "metrics.json").read_text())
+    assert metrics["data_hash"] == summary.data_hash and metrics["dataset_dir"]
+    assert set(metrics["scores"]) == {"Baseline", "Model I", "Model II"}
+    assert np.load(config.output_dir / "clean_proba.npy").shape == (600, 10)
+    assert summary.run_name == f"smoke-{summary.data_hash[:12]}"
+    assert summary.models["Model II"].history["loss"]  # per-epoch curves for trackers
+
+    second = pipeline(config=config, return_state=True)
+    assert second.is_completed(), second.message
+    states = stage_states(second.state_details.flow_run_id)
+    assert {n for n, s in states.items() if s == "Cached"} == ALL_STAGES - {"Publish results"}
+    assert states["Publish results"] == "Completed"  # outputs are always re-written
+    assert second.result().headline() == summary.headline()
+
+    # Another output folder changes nothing upstream; another seed recomputes the splits on.
+    third = pipeline(config=make_config(workspace, out="out-b", models=["baseline"]),
+                     return_state=True)
+    states = stage_states(third.state_details.flow_run_id)
+    assert states["Train baseline"] == "Cached" and "Train Model I" not in states
+    assert (workspace["root"] / "out-b" / "label_prediction.csv").read_text().startswith(
+        "Baseline\n")
+
+
+def _wait_for_running_task(name: str, since: dt.datetime, process: subprocess.Popen,
+                           timeout: float = 300) -> Any:
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterName,
+        TaskRunFilterStartTime,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    task_filter = TaskRunFilter(
+        name=TaskRunFilterName(like_=name),
+        state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING])),
+        start_time=TaskRunFilterStartTime(after_=since),
+    )
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "the run ended before reaching the stage"
+            runs = client.read_task_runs(task_run_filter=task_filter)
+            if runs:
+                return runs[0]
+            time.sleep(0.1)
+    raise AssertionError(f"no task run {name!r} started within {timeout} s")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_at_the_interrupted_stage(
+    workspace: dict[str, Path], prefect_api: str, tmp_path: Path
+) -> None:
+    """Kill `relabel run` (SIGKILL, like an OOM kill) while it retrains Model II; the rerun
+    takes every earlier stage from the cache and re-executes from the retrain on."""
+    from flows.artifacts import Artifact
+    from flows.pipeline import pipeline
+    from relabel.fileio import sha256_file
+
+    config = make_config(workspace, out="resumed", seed=1)  # seed 1: nothing cached past ingest
+    since = dt.datetime.now(dt.UTC)
+    log = (tmp_path / "killed-run.log").open("wb")
+    process = subprocess.Popen(
+        [RELABEL, "run", "--data", str(config.data), "--cache-dir", str(config.cache_dir),
+         "--output-dir", str(config.output_dir), "--seed", "1", "--profile", "smoke"],
+        env={**os.environ, "PREFECT_API_URL": prefect_api}, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        retrain = _wait_for_running_task("Retrain Model II", since, process)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        log.close()
+    killed = stage_states(retrain.flow_run_id)
+    assert killed["Retrain Model II"] == "Running", killed  # killed mid-stage, never finished
+    assert "Score Model II" not in killed and not (config.output_dir / "metrics.json").exists()
+    # Atomic writes: every artifact left behind is complete (its name is its content hash).
+    for path in (config.cache_dir / "artifacts").glob("*/*"):
+        if not path.name.startswith("."):
+            assert sha256_file(path).startswith(path.stem), path
+
+    rerun = pipeline(config=config, return_state=True)
+    assert rerun.is_completed(), rerun.message
+    states = stage_states(rerun.state_details.flow_run_id)
+    assert {n for n, s in states.items() if s == "Cached"} == BEFORE_RETRAIN
+    assert {n for n, s in states.items() if s == "Completed"} == FROM_RETRAIN
+    model2 = rerun.result().models["Model II"].model
+    assert isinstance(model2, Artifact) and Path(model2.path).is_file()
+
+
+# ------------------------------------------------- deployments on a real Prefect server
+
+
+def _new_labels_file(workspace: dict[str, Path], path: Path, count: int = 40) -> Path:
+    """True labels (demo data's true_labels.csv) of `count` images without a clean label."""
+    true = np.loadtxt(workspace["data"] / "true_labels.csv", dtype=np.int64, delimiter=",",
+                      skiprows=1, usecols=-1, ndmin=1)
+    ids = np.arange(201, 201 + count)  # demo data: images 1..200 have clean labels
+    path.write_text("image_id,label\n" + "".join(f"{i},{true[i - 1]}\n" for i in ids))
+    return path
+
+
+def _wait_for_deployment_run(client: Any, deployment_id: UUID, timeout: float) -> Any:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
+        finished = [r for r in runs if r.state and r.state.is_final()]
+        if finished:
+            return finished[0]
+        time.sleep(1)
+    raise AssertionError(f"no run of deployment {deployment_id} finished within {timeout} s")
+
+
+@pytest.mark.slow
+def test_deployments_train_and_retrain_on_new_labels_event(
+    workspace: dict[str, Path], tmp_path: Path
+) -> None:
+    """A real `prefect server` on a free loopback port: pools, `prefect deploy --all`, a
+    worker; run `train`; `relabel labels add` -> event -> `retrain-on-new-labels` runs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from relabel import prefect_server as stack
+    from relabel.fileio import sha256_file
+    from tasks.labels import CleanLabelStore
+
+    port = stack.free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = stack.stack_env(api_url, PREFECT_HOME=str(tmp_path / "prefect-home"),
+                          PREFECT_WORKER_QUERY_SECONDS="2")
+    server = worker = None
+    try:
+        server = stack.start_server(port, env, log_file=tmp_path / "server.log", ui=False)
+        stack.wait_for_api(api_url, timeout=120, process=server)
+        pools = stack.ensure_pools(env)
+        assert stack.LOCAL_POOL in pools
+        stack.deploy_all(env, pools)
+        worker = stack.start_worker(env, log_file=tmp_path / "worker.log")
+
+        config = make_config(workspace, out="deployed").model_dump(mode="json")
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            run = run_deployment("relabel-pipeline/train", parameters={"config": config},
+                                 timeout=300, poll_interval=1)
+            assert run.state.is_completed(), (run.state, (tmp_path / "worker.log").read_text())
+            assert (workspace["root"] / "deployed" / "label_prediction.csv").is_file()
+
+            labels = _new_labels_file(workspace, tmp_path / "new_labels.csv")
+            retrain_out = workspace["root"] / "retrained"
+            added = subprocess.run(
+                [RELABEL, "labels", "add", str(labels), "--data", str(workspace["data"]),
+                 "--cache-dir", str(workspace["cache"]), "--output-dir", str(retrain_out),
+                 "--models", "model2"],
+                env=env, capture_output=True, text=True, timeout=120,
+            )
+            assert added.returncode == 0, added.stderr
+            assert json.loads(added.stdout[: added.stdout.rindex("}") + 1])["added"] == 40
+            assert "event relabel.clean-labels.updated sent" in added.stdout
+
+            with get_client(sync_client=True) as client:
+                deployment = client.read_deployment_by_name(
+                    "retrain-on-new-labels/retrain-on-new-labels")
+                retrain = _wait_for_deployment_run(client, deployment.id, timeout=300)
+                assert retrain.state.is_completed(), (
+                    retrain.state, (tmp_path / "worker.log").read_text()[-5000:])
+                assert retrain.parameters["labels_file"] == str(labels.resolve())
+                children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[retrain.id])))
+            states = stage_states(retrain.id, *(c.id for c in children))
+        # Ingestion and features come from the cache; everything on the clean labels reruns.
+        assert states["Ingest dataset"] == states["Extract colour features"] == "Cached"
+        for stage in ("Split clean labels", "Train clean-model fold 0", "Retrain Model II"):
+            assert states[stage] == "Completed", states
+        assert "Train Model I" not in states  # the event's config: --models model2
+        metrics = json.loads((retrain_out / "metrics.json").read_text())
+        store = CleanLabelStore(workspace["cache"], metrics["data_hash"])
+        assert store.latest().num_clean == 240
+        assert metrics["clean_labels_sha256"] == sha256_file(store.latest().path)
+        assert metrics["counts"]["clean_train"] + metrics["counts"]["validation"] == 240
+    finally:
+        stack.stop_process(worker)
+        stack.stop_process(server)
