@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from flows.runners import make_task_runner
 from flows.stages import (
     DatasetRef,
+    FoldRef,
     PipelineSummary,
     combine_clean_folds,
     correct_noisy_labels,
@@ -62,6 +63,12 @@ def _rename_run(profile: str, data: DatasetRef) -> str:
     return name
 
 
+def _needs_model1(config: PipelineConfig) -> bool:
+    """Model I is trained when asked for, or when Model II's stages start from it."""
+    starts_from_it = "model1" in (config.train.clean_init, config.train.retrain_init)
+    return "model1" in config.models or ("model2" in config.models and starts_from_it)
+
+
 @flow(name="relabel-pipeline", flow_run_name=_initial_run_name, log_prints=True,
       on_failure=[mark_failed_hook], on_crashed=[mark_failed_hook])
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # noqa: B008
@@ -73,24 +80,28 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
         tracker = start_tracking(config, name, data.content_hash, data.summary)  # MLflow
         with run_labels(config.profile, data.content_hash):
             clean = resolve_clean_labels(data, cache)
-            split = split_clean_labels(clean, config.validation_size, profile.folds, seed, cache)
+            split = split_clean_labels(clean, config.validation_size, profile.folds, seed,
+                                       profile.max_train_images, cache)
             noise = explore_noise(clean, data.noisy_labels, split, cache)
             features = extract_features(data.images, data.test_images, cache)
-            models, clean_model, correction, folds = [], None, None, []
+            baseline = model1 = model2 = clean_model = correction = None
+            folds: list[FoldRef] = []
             if "baseline" in config.models:
-                models.append(train_baseline(features, data.noisy_labels, split, seed, cache))
-            if "model1" in config.models:
-                models.append(train_model1(data.images, data.noisy_labels, noise, split,
-                                           profile, seed, cache))
+                baseline = train_baseline(features, data.noisy_labels, split, seed, cache)
+            if _needs_model1(config):
+                model1 = train_model1(data.images, data.noisy_labels, noise, split, profile,
+                                      seed, cache)
             if "model2" in config.models:
                 folds = train_clean_model(make_task_runner(config), data.images, clean, split,
-                                          profile, seed, cache)
+                                          model1, profile, seed, cache)
                 clean_model = combine_clean_folds(folds, data.num_images, cache)
                 correction = correct_noisy_labels(clean_model, data.noisy_labels, clean, noise,
                                                   split, config.correction, config.threshold,
-                                                  cache)
-                models.append(retrain_model2(data.images, clean, split, correction, profile,
-                                             seed, cache))
+                                                  profile, cache)
+                model2 = retrain_model2(data.images, clean, split, correction, model1, profile,
+                                        seed, cache)
+            models = [m for m, key in ((baseline, "baseline"), (model1, "model1"),
+                                       (model2, "model2")) if m and key in config.models]
             scores = [score_model(m, data, clean, features, split, profile, cache)
                       for m in models]
             summary = PipelineSummary(

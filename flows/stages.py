@@ -158,12 +158,14 @@ class DatasetRef(BaseModel):
 
 
 class SplitRef(BaseModel):
-    """Image indices (0-based): clean-labelled training images, the held-out validation
-    images (never trained on, scores are reported on them), and k (train, holdout) folds
-    of the clean training images for the clean model."""
+    """Image indices (0-based, tasks.split.plan_splits): clean-labelled training images
+    (`train_idx`), the held-out validation images (never trained on; scores are reported on
+    them), the images without a clean label used for training (`noisy_idx`; capped by the
+    smoke profile), and k (train, holdout) folds of the clean training images."""
 
     train_idx: Artifact
     val_idx: Artifact
+    noisy_idx: Artifact
     folds: list[tuple[Artifact, Artifact]]
     counts: dict[str, int]
 
@@ -346,24 +348,23 @@ def resolve_clean_labels(dataset: DatasetRef, cache_dir: Path) -> Artifact:
 
 @task(name="Split clean labels", task_run_name=stage_name("Split clean labels"), **COMPUTE)
 def split_clean_labels(
-    clean_labels: Artifact, validation_size: float, folds: int, seed: int, cache_dir: Path
+    clean_labels: Artifact, validation_size: float, folds: int, seed: int,
+    max_noisy: int | None, cache_dir: Path,
 ) -> SplitRef:
-    """Hold out `validation_size` of the clean labels (stratified), and cut the rest into
-    `folds` stratified folds for the clean model."""
-    from tasks.split import kfold_splits, validation_split
+    """Hold out `validation_size` of the clean labels (stratified), cut the rest into
+    `folds` stratified folds for the clean model; keep at most `max_noisy` noisy images."""
+    from tasks.split import plan_splits
 
     labels = load_array(clean_labels)
-    train_idx, val_idx = validation_split(labels, validation_size, seed)
-    fold_refs = [
-        (save_array(cache_dir, "split", train), save_array(cache_dir, "split", holdout))
-        for train, holdout in kfold_splits(train_idx, labels[train_idx], folds, seed)
-    ]
+    plan = plan_splits(labels, validation_size, folds, seed, max_noisy)
     return SplitRef(
-        train_idx=save_array(cache_dir, "split", train_idx),
-        val_idx=save_array(cache_dir, "split", val_idx),
-        folds=fold_refs,
-        counts={"clean_train": len(train_idx), "validation": len(val_idx),
-                "noisy_only": int((labels < 0).sum())},
+        train_idx=save_array(cache_dir, "split", plan.clean_train_idx),
+        val_idx=save_array(cache_dir, "split", plan.val_idx),
+        noisy_idx=save_array(cache_dir, "split", plan.noisy_idx),
+        folds=[(save_array(cache_dir, "split", train), save_array(cache_dir, "split", holdout))
+               for train, holdout in plan.folds],
+        counts={"clean_train": len(plan.clean_train_idx), "validation": len(plan.val_idx),
+                "noisy_train": len(plan.noisy_idx), "noisy_only": int((labels < 0).sum())},
     )
 
 
@@ -413,11 +414,10 @@ def extract_features(
     return FeaturesRef(train=train, test=test)
 
 
-def _training_pool(split: SplitRef, num_images: int) -> np.ndarray:
-    """Every image except the validation ones (which no model ever trains on)."""
-    mask = np.ones(num_images, dtype=bool)
-    mask[load_array(split.val_idx)] = False
-    return np.flatnonzero(mask)
+def _noisy_label_pool(split: SplitRef) -> np.ndarray:
+    """Images trained on with their noisy labels (baseline, Model I): the clean training
+    images and the (capped) noisy ones; never a validation image."""
+    return np.union1d(load_array(split.train_idx), load_array(split.noisy_idx))
 
 
 @task(name="Train baseline", task_run_name=stage_name("Train baseline"), **COMPUTE)
@@ -425,7 +425,7 @@ def train_baseline(
     features: FeaturesRef, noisy_labels: Artifact, split: SplitRef, seed: int, cache_dir: Path
 ) -> TrainedModel:
     """The old notebook's baseline: logistic regression on colour histograms, fitted to the
-    noisy labels of every non-validation image."""
+    noisy labels of the training images (validation images excluded)."""
     import time
 
     import joblib
@@ -433,7 +433,7 @@ def train_baseline(
     from tasks.baseline import fit_baseline
 
     x, noisy = load_array(features.train), load_array(noisy_labels)
-    pool = _training_pool(split, len(noisy))
+    pool = _noisy_label_pool(split)
     started = time.perf_counter()
     model = fit_baseline(x[pool], noisy[pool], seed)
     seconds = time.perf_counter() - started
@@ -464,28 +464,42 @@ def train_model1(
     from tasks.model1 import train_model1 as fit_model1
 
     x, noisy = load_array(images, mmap=True), load_array(noisy_labels)
-    pool = _training_pool(split, len(noisy))
+    pool = _noisy_label_pool(split)
     result = fit_model1(np.asarray(x[pool]), noisy[pool], load_array(noise.transition),
                         profile, seed)
     return _keras_record("Model I", result, cache_dir)
+
+
+def _initial_model(model1: TrainedModel | None, init: str) -> Any:
+    """Model I's network to start from when the profile says so (`clean_init`,
+    `retrain_init` = "model1"), else None (from scratch)."""
+    if init != "model1":
+        return None
+    if model1 is None:
+        raise ValueError("the profile starts from Model I, but no Model I was trained")
+    from tasks.train import load_model
+
+    return load_model(model1.model.local_path())
 
 
 @task(name="Train clean-model fold", task_run_name=stage_name("Train clean-model fold"),
       **COMPUTE)
 def train_clean_fold(
     images: Artifact, clean_labels: Artifact, split: SplitRef, fold: int,
-    profile: TrainProfile, seed: int, cache_dir: Path,
+    model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
 ) -> FoldRef:
-    """One fold of the clean model: trained on the clean labels outside its holdout; predicts
-    its holdout (out-of-fold) and every image without a clean training label."""
+    """One fold of the clean model: trained on the clean labels outside its holdout
+    (starting from Model I when `profile.clean_init` says so); predicts its holdout
+    (out-of-fold) and every noisy and validation image."""
     from tasks.clean_model import train_clean_fold as fit_fold
 
     x, labels = load_array(images, mmap=True), load_array(clean_labels)
     train_idx, holdout_idx = (load_array(a) for a in split.folds[fold])
-    predict_mask = np.ones(len(labels), dtype=bool)
-    predict_mask[load_array(split.train_idx)] = False  # noisy-only + validation images
-    predict_idx = np.flatnonzero(predict_mask)
-    result = fit_fold(x, labels, train_idx, holdout_idx, predict_idx, profile, seed, fold)
+    # Scoring the validation images is not training on them; it measures the correction.
+    predict_idx = np.union1d(load_array(split.noisy_idx), load_array(split.val_idx))
+    result = fit_fold(x, labels, train_idx, holdout_idx, predict_idx, profile, seed, fold,
+                      initial_model=_initial_model(model1, profile.clean_init),
+                      batch_size=profile.clean_batch_size)
     return FoldRef(
         fold=fold,
         model=_keras_record(f"clean fold {fold}", result.train, cache_dir),
@@ -498,14 +512,14 @@ def train_clean_fold(
 
 def train_clean_model(
     runner: TaskRunner, images: Artifact, clean_labels: Artifact, split: SplitRef,
-    profile: TrainProfile, seed: int, cache_dir: Path,
+    model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
 ) -> list[FoldRef]:
     """The k clean-model folds as parallel task runs on `runner` (see flows.runners)."""
     with runner:
         futures = [
             runner.submit(train_clean_fold, parameters=dict(
                 images=images, clean_labels=clean_labels, split=split, fold=fold,
-                profile=profile, seed=seed, cache_dir=cache_dir))
+                model1=model1, profile=profile, seed=seed, cache_dir=cache_dir))
             for fold in range(len(split.folds))
         ]
         return [future.result() for future in futures]
@@ -539,23 +553,28 @@ def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) 
 @task(name="Correct noisy labels", task_run_name=stage_name("Correct noisy labels"), **COMPUTE)
 def correct_noisy_labels(
     clean_model: CleanModelRef, noisy_labels: Artifact, clean_labels: Artifact,
-    noise: NoiseReport,
-    split: SplitRef, method: Literal["posterior", "threshold"], threshold: float,
-    cache_dir: Path,
+    noise: NoiseReport, split: SplitRef, method: Literal["posterior", "threshold"],
+    threshold: float, profile: TrainProfile, cache_dir: Path,
 ) -> CorrectionRef:
-    """New labels for the images without a clean label, from the clean model's probabilities
-    and the noisy label (posterior under T, or the old notebook's confidence threshold)."""
-    from tasks.correct import correct_labels, correction_accuracy
+    """New labels for the noisy training images, from the clean model's probabilities
+    (temperature fitted on its out-of-fold predictions) and the noisy label: the posterior
+    under T, or the old notebook's confidence threshold; `profile.keep_fraction` per class."""
+    from tasks.correct import correct_labels, correction_accuracy, fit_temperature
 
     p, noisy = load_array(clean_model.proba), load_array(noisy_labels)
-    clean = load_array(clean_labels)
-    transition = load_array(noise.transition)
-    noisy_idx = np.flatnonzero(clean < 0)
-    correction = correct_labels(p[noisy_idx], noisy[noisy_idx], transition, method, threshold)
-    # Same rule on the validation images, whose true labels we know and never trained on.
-    val_idx = load_array(split.val_idx)
-    on_validation = correct_labels(p[val_idx], noisy[val_idx], transition, method, threshold)
+    clean, transition = load_array(clean_labels), load_array(noise.transition)
+    oof, noisy_idx, val_idx = (load_array(a) for a in (split.train_idx, split.noisy_idx,
+                                                        split.val_idx))
+    temperature = fit_temperature(p[oof], clean[oof])
+
+    def correct(idx: np.ndarray) -> Any:
+        return correct_labels(p[idx], noisy[idx], transition, method, threshold,
+                              temperature=temperature, keep_fraction=profile.keep_fraction)
+
+    correction = correct(noisy_idx)
+    on_validation = correct(val_idx)  # true labels known there, never trained on
     metrics = {
+        "temperature": temperature,
         "corrected_images": float(len(noisy_idx)),
         "kept_images": float(correction.keep.sum()),
         "changed_from_noisy": float((correction.labels != noisy[noisy_idx]).mean())
@@ -576,9 +595,10 @@ def correct_noisy_labels(
 @task(name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"), **COMPUTE)
 def retrain_model2(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
-    profile: TrainProfile, seed: int, cache_dir: Path,
+    model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
 ) -> TrainedModel:
-    """Model II: trained on the clean training labels plus the corrected labels."""
+    """Model II: trained on the clean training labels plus the kept corrected labels
+    (starting from Model I when `profile.retrain_init` says so)."""
     from tasks.correct import Correction
     from tasks.retrain import retrain_model2 as fit_model2
 
@@ -588,7 +608,8 @@ def retrain_model2(
     )
     result = fit_model2(load_array(images, mmap=True), load_array(split.train_idx),
                         load_array(clean_labels), load_array(correction.noisy_idx), fix,
-                        profile, seed)
+                        profile, seed, initial_model=_initial_model(model1, profile.retrain_init),
+                        weight_by_confidence=profile.weight_by_confidence)
     return _keras_record("Model II", result, cache_dir)
 
 

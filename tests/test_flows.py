@@ -90,9 +90,11 @@ def test_ingest_and_label_stages_pass_artifacts_by_reference(
     assert current != data.clean_labels and np.all(load_array(current)[noisy_only] == 4)
     assert merge_new_labels.fn(str(new), data, cache)["version"] == 1  # idempotent
 
-    split = split_clean_labels.fn(current, 0.2, 2, 0, cache)
+    split = split_clean_labels.fn(current, 0.2, 2, 0, 100, cache)
     train, val = load_array(split.train_idx), load_array(split.val_idx)
     assert len(train) + len(val) == 203 and not set(train) & set(val)
+    noisy = load_array(split.noisy_idx)  # capped at 100, none with a clean label
+    assert len(noisy) == 100 and np.all(load_array(current)[noisy] < 0)
     holdouts = np.sort(np.concatenate([load_array(h) for _, h in split.folds]))
     assert np.array_equal(holdouts, np.sort(train))
 
