@@ -5,9 +5,10 @@
 
 Each measurement runs the same stages as flows/scaleout.py in a fresh cache dir (so nothing
 is served from Prefect's cache), against a throwaway local Prefect API, and times only the
-fan-out: from submitting the k fold tasks to having all k results. Dataset ingestion and the
-split run before the clock starts. Runners are measured interleaved (threads, dask-new,
-dask-running, threads, ...) so background load on a shared machine hits all of them alike.
+fan-out: from submitting the k fold tasks to having all k results. Dataset ingestion, the
+split and Model I (the folds' starting weights) run before the clock starts. Runners are
+measured interleaved (threads, dask-new, dask-running, threads, ...) so background load on a
+shared machine hits all of them alike.
 
 Figures printed (seconds, per repeat and the median):
   threads       ThreadPoolTaskRunner, one thread per fold, in the flow's process
@@ -41,27 +42,17 @@ def timed_fan_out(config: PipelineConfig) -> float:
     """Seconds the k fold tasks take on `config.task_runner`, inside a Prefect flow."""
     from prefect import flow
 
-    from flows.runners import make_task_runner
-    from flows.stages import (
-        ingest_dataset,
-        resolve_clean_labels,
-        results_in,
-        split_clean_labels,
-        train_clean_model,
-    )
+    from flows.scaleout import fan_out_folds, fold_inputs
+    from flows.stages import results_in
 
     @flow(name="relabel-fanout-benchmark")
     def measure(config: PipelineConfig) -> float:
-        cache, profile, seed = config.cache_dir, config.train, config.seed
-        with results_in(cache):
-            data = ingest_dataset(config.data, cache, config.ingest_workers)
-            clean = resolve_clean_labels(data, cache)
-            split = split_clean_labels(clean, config.validation_size, profile.folds, seed, cache)
+        with results_in(config.cache_dir):
+            inputs = fold_inputs(config)  # ingest, split, Model I: before the clock starts
             started = time.perf_counter()
-            folds = train_clean_model(make_task_runner(config), data.images, clean, split,
-                                      profile, seed, cache)
+            folds = fan_out_folds(config, inputs)
             seconds = time.perf_counter() - started
-        assert len(folds) == profile.folds
+        assert len(folds) == config.train.folds
         return seconds
 
     return measure(config)
