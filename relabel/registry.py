@@ -101,6 +101,10 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     the pipeline's predictions, test-time augmentation included.
     """
 
+    # The input is a uint8 tensor described by the logged signature; MLflow's type-hint
+    # validation of predict() cannot express that (and warns when there are no hints).
+    _skip_type_hint_validation = True
+
     def load_context(self, context) -> None:
         from tasks.train import load_model
 

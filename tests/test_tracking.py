@@ -343,3 +343,53 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
     result = CliRunner().invoke(app, ["compare", "--experiment", "test-pipeline", "--json"])
     assert result.exit_code == 0, result.output
     assert summary.run_name in result.output and "model2 vali acc" in result.output
+
+
+def _promote_in_process(uri: str, name: str, version: str, gate, results) -> None:
+    """One racer process (module-level so `spawn` can import it)."""
+    from mlflow import MlflowClient
+
+    from relabel import registry
+
+    client = MlflowClient(uri)
+    gate.wait(timeout=180)  # all processes leave together, once each has imported mlflow
+    decision = registry.promote(client, version, 0.9, model_name=name,
+                                _after_read=lambda: time.sleep(0.3))
+    results.put((version, decision.alias))
+
+
+def test_racing_promotions_across_processes_on_sqlite(tmp_path: Path) -> None:
+    """The embedded default store (SQLite file) shared by separate processes: the lock
+    holds there too, and SQLite's own write locking produces no errors."""
+    import multiprocessing
+
+    from mlflow import MlflowClient
+
+    from relabel import registry
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("race", artifact_location=tmp_path.as_uri())
+    run = client.create_run(experiment).info.run_id
+    base = registry.register_version(client, f"runs:/{run}/m", run, 0.3, model_name="race")
+    registry.promote(client, base, 0.3, model_name="race")
+    versions = [registry.register_version(client, f"runs:/{run}/m", run, 0.9,
+                                          model_name="race") for _ in range(3)]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    gate = context.Barrier(len(versions))
+    processes = [context.Process(target=_promote_in_process,
+                                 args=(uri, "race", v, gate, results)) for v in versions]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [results.get(timeout=180) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    assert sorted(alias for _, alias in outcomes) == ["challenger", "challenger", "champion"]
+    (winner,) = [v for v, alias in outcomes if alias == "champion"]
+    assert str(client.get_model_version_by_alias("race", "champion").version) == winner
