@@ -159,11 +159,6 @@ def test_dask_folds_equal_sequential_folds(dask_folds, sequential_folds) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="threaded folds race on Python's global RNG while building their models "
-    "(tasks/train.py; see /work/notes/infra-to-models.md): remove this mark with the fix",
-)
 def test_threaded_folds_equal_dask_folds(demo_data: Path, tmp_path: Path, prefect_api: str,
                                          dask_folds) -> None:
     threaded = _run_folds(_config(demo_data, tmp_path / "threads"))  # the default runner
