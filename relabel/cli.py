@@ -116,6 +116,7 @@ def review(
 
     try:
         run_info: dict = {}
+        source = data
         if run_dir is not None:
             if not run_dir.is_dir():
                 raise IngestError(f"{run_dir}: run folder not found")
@@ -124,6 +125,8 @@ def review(
             proba = proba or run_dir / RUN_PROBA
             if fold_proba is None and (run_dir / RUN_FOLD_PROBA).is_file():
                 fold_proba = run_dir / RUN_FOLD_PROBA
+            # The user's dataset (what `labels add --data` takes); the run's ingested copy.
+            source = data or run_info.get("config", {}).get("data")
             data = data or run_info.get("dataset_dir")
             out = out or run_dir / "review"
         if proba is None or data is None:
@@ -152,8 +155,10 @@ def review(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps({
-        "label_issues": outputs.num_issues, "label_requests": outputs.num_requests,
-        **{p.stem: str(p) for p in outputs.artifact_paths},
+        "num_label_issues": outputs.num_issues, "num_label_requests": outputs.num_requests,
+        "files": {p.name: str(p) for p in outputs.artifact_paths},
+        "next": f"fill in {outputs.requests_csv}, then: relabel labels add "
+                f"{outputs.requests_csv} --data {source or data} --cache-dir {cache}",
     }, indent=2))
 
 

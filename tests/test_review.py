@@ -399,6 +399,9 @@ def test_cli_review_writes_lists_and_gallery(demo_dataset, tmp_path: Path) -> No
     assert np.array_equal(merged[ids[:20] - 1], true[ids[:20] - 1])
     again = CliRunner().invoke(app, ["review", str(run), "--num-requests", "30", "--top-n", "4"])
     assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert report["num_label_requests"] == 30
+    assert report["files"][REQUESTS_CSV] == str(run / "review" / REQUESTS_CSV)
     new_ids, _ = read_label_rows(run / "review" / REQUESTS_CSV, allow_empty_label=True)
     assert len(new_ids) == 30 and not set(new_ids) & set(ids[:20])
     assert set(ids[20:]) <= set(new_ids)  # the unanswered ones are still worth asking
