@@ -29,16 +29,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RELABEL = str(Path(sys.executable).with_name("relabel"))
+# The command to time; --relabel replaces it (e.g. a script running a frozen copy of the code,
+# since a shared working tree can change under a benchmark and invalidate the cache).
+RELABEL = [str(Path(sys.executable).with_name("relabel"))]
 STATE = re.compile(r"Task run '([^\[']+?)(?: \[[^\]]*\])?' - Finished in state (\w+)")
 
 
 def run(args: list[str], log: Path, kill_after: str | None = None) -> tuple[float, str]:
-    """Run `relabel run ARGS`; with `kill_after`, SIGKILL it once that stage has finished."""
+    """Run `relabel run ARGS` in the log's folder (MLflow's default mlflow.db lands there);
+    with `kill_after`, SIGKILL it once that stage has finished."""
     started = time.perf_counter()
     with log.open("wb") as out:
-        process = subprocess.Popen([RELABEL, "run", *args], stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=ROOT)
+        process = subprocess.Popen([*RELABEL, "run", *args], stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   cwd=log.parent)
         while process.poll() is None:
             if kill_after and f"Task run '{kill_after}" in log.read_text(errors="replace"):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -57,12 +61,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "demo-data")
     parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--relabel", help="command to run instead of .venv/bin/relabel")
     options = parser.parse_args()
+    if options.relabel:
+        RELABEL[:] = [options.relabel]
     work = Path(tempfile.mkdtemp(prefix="relabel-bench-"))
     data = options.data
     if not (data / "noisy_labels.csv").is_file():
         data = work / "demo-data"
-        subprocess.run([RELABEL, "demo-data", str(data)], check=True, capture_output=True)
+        subprocess.run([*RELABEL, "demo-data", str(data)], check=True, capture_output=True)
     common = ["--data", str(data), "--profile", options.profile,
               "--cache-dir", str(work / "cache"), "--output-dir", str(work / "out")]
     cold, cold_log = run(common, work / "cold.log")

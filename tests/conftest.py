@@ -2,7 +2,9 @@
 
 Importing this file (pytest does it first) points PREFECT_HOME at a fresh temporary folder
 and drops any PREFECT_API_URL / PREFECT_PROFILE from the environment, so no test touches the
-user's ~/.prefect or talks to their server; child processes inherit the same isolation.
+user's ~/.prefect or talks to their server; MLflow's default store becomes a SQLite file in
+that folder too (tests that need a server set MLFLOW_TRACKING_URI themselves). Child
+processes inherit the same isolation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="relabel-test-prefect-home-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 for _name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
     os.environ.pop(_name, None)
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_PREFECT_HOME}/mlflow.db"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 # The pipeline tracks every run in MLflow: keep test runs out of the user's store/server
 # (default ./mlflow.db) in the same throwaway folder; tests that need a server set their own.

@@ -36,6 +36,19 @@ FROM_RETRAIN = {"Retrain Model II", "Score Baseline", "Score Model I", "Score Mo
 ALL_STAGES = BEFORE_RETRAIN | FROM_RETRAIN
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_tracking() -> Any:
+    """These tests are about orchestration; MLflow in the flow has its own tests
+    (test_tracking.py), and skipping it saves ~20 s per pipeline run here."""
+    previous = os.environ.get("RELABEL_TRACKING")
+    os.environ["RELABEL_TRACKING"] = "0"  # inherited by the subprocesses and the worker
+    yield
+    if previous is None:
+        os.environ.pop("RELABEL_TRACKING", None)
+    else:
+        os.environ["RELABEL_TRACKING"] = previous
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tasks.demodata import generate_demo_data
