@@ -388,7 +388,10 @@ def mlflow_ui(
         raise typer.Exit(0)
     store = store or DEFAULT_TRACKING_URI
     command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port",
-               str(port), "--backend-store-uri", store]
+               str(port), "--backend-store-uri", store, "--workers", "1"]
+    # One browsing user needs one worker and no background job runner (MLflow's defaults
+    # start 4 workers + a job process: a minute of start-up on a small machine).
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {store})")
     os.execv(sys.executable, command)
 

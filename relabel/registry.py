@@ -186,6 +186,23 @@ def log_keras_classifier(run_id: str, keras_path: str | os.PathLike[str],
     return info.model_uri
 
 
+def log_sklearn_model(run_id: str, joblib_path: str | os.PathLike[str], name: str = "baseline",
+                      tracking_uri: str | None = None) -> str:
+    """Log the baseline (a scikit-learn estimator saved with joblib; input: the int64 [n, 15]
+    colour-histogram features of tasks.features) in the sklearn flavour; returns its URI."""
+    import joblib
+    from mlflow import sklearn as mlflow_sklearn
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    requirements = [f"{n}=={importlib.metadata.version(n)}"
+                    for n in ("mlflow", "scikit-learn", "numpy", "joblib")]
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+        info = mlflow_sklearn.log_model(joblib.load(joblib_path), name=name,
+                                        pip_requirements=requirements)
+    return info.model_uri
+
+
 # ---------------------------------------------------------------------- the lock
 
 

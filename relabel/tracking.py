@@ -57,8 +57,14 @@ def tracking_uri() -> str:
 
 
 def _artifact_root(uri: str) -> str | None:
-    """For a SQLite store, artifacts go to `mlruns/` beside the database file (MLflow would
-    use `./mlruns` of whatever the working directory is); servers choose their own."""
+    """Where a new experiment keeps its artifacts. `RELABEL_MLFLOW_ARTIFACTS` (e.g.
+    `s3://bucket/mlflow`: the client then writes artifacts to S3 itself, with the standard
+    AWS credentials) wins; for a SQLite store the default is `mlruns/` beside the database
+    file (MLflow would use `./mlruns` of whatever the working directory is); servers
+    choose their own (`--artifacts-destination`). Existing experiments keep theirs."""
+    configured = os.environ.get("RELABEL_MLFLOW_ARTIFACTS")
+    if configured:
+        return configured.rstrip("/")
     if not uri.startswith("sqlite:///"):
         return None
     database = Path(uri[len("sqlite:///"):]).resolve()
@@ -493,9 +499,16 @@ class Tracker:
                                              if "_f1." not in k})
                 if model.kind == "keras" and key == "model2":
                     self._log_model2(run, model, score, register)
-                else:  # the plain model file (.keras / .joblib), as the pipeline saved it
-                    self.log_file(run, model.model.path, "model",
-                                  name=key + Path(model.model.path).suffix)
+                elif model.kind == "keras":  # Model I: same flavours, not registered
+                    from relabel.registry import log_keras_classifier
+
+                    uri = log_keras_classifier(run, model.model.path, tracking_uri=self.uri)
+                    self.log_tags(run, {"relabel.model_uri": uri})
+                else:
+                    from relabel.registry import log_sklearn_model
+
+                    uri = log_sklearn_model(run, model.model.path, tracking_uri=self.uri)
+                    self.log_tags(run, {"relabel.model_uri": uri})
                 self._end(run, seconds.get(key))
 
             # the published files

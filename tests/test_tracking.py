@@ -334,6 +334,11 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
             "promotion.json"} <= _artifact_paths(client, parent.info.run_id)
     assert {"plots/transition_matrix.png", "plots/noise_rates.png", "arrays/transition.npy"} \
         <= _artifact_paths(client, by_name["noise"].info.run_id)
+    logged = {(m.source_run_id, m.name) for m in
+              client.search_logged_models([experiment.experiment_id])}
+    for stage, names in (("baseline", ["baseline"]), ("model1", ["classifier", "classifier-keras"]),
+                         ("model2", ["classifier", "classifier-keras"])):
+        assert {(by_name[stage].info.run_id, n) for n in names} <= logged
     model2 = by_name["model2"]
     assert [m.step for m in client.get_metric_history(model2.info.run_id, "loss")] == [1, 2]
     assert parent.data.tags["relabel.alias"] in ("champion", "challenger")
@@ -393,3 +398,55 @@ def test_racing_promotions_across_processes_on_sqlite(tmp_path: Path) -> None:
     assert sorted(alias for _, alias in outcomes) == ["challenger", "challenger", "champion"]
     (winner,) = [v for v, alias in outcomes if alias == "champion"]
     assert str(client.get_model_version_by_alias("race", "champion").version) == winner
+
+
+def test_experiment_artifacts_directly_on_s3(servers, tmp_path, monkeypatch) -> None:
+    """No tracking server: SQLite store here, artifacts written by the client straight to an
+    S3 experiment location, endpoint taken from the standard AWS_ENDPOINT_URL."""
+    from relabel.tracking import Tracker
+
+    s3, _ = servers
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL")
+    monkeypatch.setenv("RELABEL_MLFLOW_ARTIFACTS", f"s3://{ARTIFACT_BUCKET}/direct/")
+    tracker = Tracker("direct-s3", uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.artifact_location == f"s3://{ARTIFACT_BUCKET}/direct"
+    run = tracker.start_pipeline(PipelineConfig(), "direct")
+    tracker.log_text(run, "hello from the client\n", "notes/hello.txt")
+    body = s3.client().get_object(
+        Bucket=ARTIFACT_BUCKET, Key=f"direct/{run}/artifacts/notes/hello.txt")["Body"].read()
+    assert body == b"hello from the client\n"
+
+
+def test_mlflow_ui_command_serves_on_loopback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from live_servers import free_ports
+
+    port = free_ports(1)[0]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    relabel_cli = Path(sys.executable).parent / "relabel"
+    process = subprocess.Popen([str(relabel_cli), "mlflow-ui", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, process.stdout.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow ui did not start"
+                time.sleep(0.5)
+    finally:
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
