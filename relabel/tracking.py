@@ -141,12 +141,15 @@ def finish_tracking(tracker: Tracker | None, summary: Any, folds: Sequence[Any] 
     A tracking failure ends the MLflow run FAILED and propagates (clear error in Prefect)."""
     if tracker is None:
         return
+    started = time.perf_counter()
     try:
-        tracker.log_summary(summary, folds, stage_seconds=prefect_stage_seconds())
+        runs = tracker.log_summary(summary, folds, stage_seconds=prefect_stage_seconds())
     except BaseException:
         tracker.finish("FAILED")
         raise
-    tracker.finish()
+    tracker.finish(metrics={"tracking_seconds": time.perf_counter() - started})
+    log.info("MLflow: logged %d stage runs under %s in %.1f s (%s)", len(runs),
+             tracker.parent_run_id, time.perf_counter() - started, tracker.uri)
 
 
 def mark_failed_hook(flow: Any, flow_run: Any, state: Any) -> None:
