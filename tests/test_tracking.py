@@ -450,3 +450,28 @@ def test_mlflow_ui_command_serves_on_loopback(tmp_path: Path) -> None:
 
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+
+
+def test_failed_flow_hook_closes_open_runs(tmp_path: Path, monkeypatch) -> None:
+    """A flow that dies mid-run must not leave its MLflow runs 'RUNNING' forever; runs of
+    other flow runs are left alone."""
+    from types import SimpleNamespace
+
+    from relabel.tracking import Tracker, mark_failed_hook
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracker = Tracker("hooks")
+    parent = tracker.start_pipeline(PipelineConfig(mlflow_experiment="hooks"), "dies",
+                                    tags={"prefect.flow_run_id": "flow-run-1"})
+    child = tracker.child_run("model1")
+    other = Tracker("hooks")
+    bystander = other.start_pipeline(PipelineConfig(), "lives",
+                                     tags={"prefect.flow_run_id": "flow-run-2"})
+    flow_run = SimpleNamespace(id="flow-run-1",
+                               parameters={"config": {"mlflow_experiment": "hooks"}})
+    mark_failed_hook(None, flow_run, None)
+    client = tracker.client
+    assert client.get_run(parent).info.status == "FAILED"
+    assert client.get_run(child).info.status == "FAILED"
+    assert client.get_run(bystander).info.status == "RUNNING"
