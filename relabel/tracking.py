@@ -186,6 +186,32 @@ def slug(name: str) -> str:
     return known.get(name, _metric_key(name.lower().replace(" ", "-")))
 
 
+class TrackingError(RuntimeError):
+    """The MLflow tracking store cannot be used; the message says which and what to do."""
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (seconds, not MLflow's minutes of retries) when an http(s) tracking URI
+    does not answer its /health endpoint."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as answer:
+            if answer.status == 200:
+                return
+            problem = f"HTTP {answer.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        problem = str(getattr(exc, "reason", exc))
+    raise TrackingError(
+        f"MLflow tracking server {uri} is not answering ({problem}); start it, fix "
+        "MLFLOW_TRACKING_URI (unset: ./mlflow.db), or set RELABEL_TRACKING=off")
+
+
 class Tracker:
     """One pipeline run's MLflow record. Thread-safe: every call names its run id."""
 
@@ -193,6 +219,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = uri or tracking_uri()
+        check_server(self.uri)
         self.client: MlflowClient = MlflowClient(self.uri)
         self.experiment_name = experiment
         self.experiment_id = self._experiment_id(experiment)

@@ -475,3 +475,16 @@ def test_failed_flow_hook_closes_open_runs(tmp_path: Path, monkeypatch) -> None:
     assert client.get_run(parent).info.status == "FAILED"
     assert client.get_run(child).info.status == "FAILED"
     assert client.get_run(bystander).info.status == "RUNNING"
+
+
+def test_tracking_server_not_answering_is_a_fast_clear_error(monkeypatch) -> None:
+    from live_servers import free_ports
+
+    from relabel.tracking import Tracker, TrackingError
+
+    port = free_ports(1)[0]  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    # Raised by the /health pre-flight, before MLflow's client would retry for minutes.
+    with pytest.raises(TrackingError, match=f"127.0.0.1:{port} is not answering.*"
+                                            "RELABEL_TRACKING=off"):
+        Tracker("unreachable")
