@@ -338,7 +338,7 @@ class Tracker:
         """Log one file; `name` renames it (cache artifacts are named by their hash)."""
         path = Path(path)
         if name is None or name == path.name:
-            self.client.log_artifact(run_id, str(path), artifact_path)
+            self._store_artifact(run_id, path, artifact_path)
             return
         with tempfile.TemporaryDirectory(prefix="relabel-artifact-") as tmp:
             renamed = Path(tmp) / name
@@ -346,7 +346,16 @@ class Tracker:
                 os.link(path, renamed)  # no copy when on the same filesystem
             except OSError:
                 shutil.copyfile(path, renamed)
-            self.client.log_artifact(run_id, str(renamed), artifact_path)
+            self._store_artifact(run_id, renamed, artifact_path)
+
+    def _store_artifact(self, run_id: str, path: Path, artifact_path: str | None) -> None:
+        try:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+        except Exception as exc:  # noqa: BLE001 - re-raised with what/where in one line
+            detail = " ".join(str(exc).split())[:400]
+            raise TrackingError(
+                f"storing artifact {artifact_path or '.'}/{path.name} of run {run_id} via "
+                f"{self.uri} failed ({type(exc).__name__}): {detail}") from exc
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)

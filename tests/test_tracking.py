@@ -256,7 +256,7 @@ def test_stale_lock_is_broken(model_uri) -> None:
 def test_artifact_store_dying_mid_run(tracking, tmp_path: Path) -> None:
     """S3 behind the server stops: logging an artifact fails with a clear error, metrics
     still land (SQLite), earlier artifacts survive, and logging works again after restart."""
-    from relabel.tracking import Tracker
+    from relabel.tracking import Tracker, TrackingError
 
     s3, _ = tracking
     tracker = Tracker("test-s3-fault")
@@ -270,10 +270,9 @@ def test_artifact_store_dying_mid_run(tracking, tmp_path: Path) -> None:
         after = tmp_path / "after.txt"
         after.write_text("logged during the fault\n")
         started = time.monotonic()
-        with pytest.raises(Exception) as info:
+        with pytest.raises(TrackingError, match="storing artifact reports/after.txt") as info:
             tracker.log_file(run, after, "reports")
-        message = str(info.value)
-        assert "500" in message or "Connection" in message or "endpoint" in message.lower()
+        print("error seen by the user:", info.value)
         assert time.monotonic() - started < 120
         tracker.log_metrics(run, {"still_tracked": 1.0})  # the tracking DB is unaffected
         tracker.end_run(run, "FAILED")
