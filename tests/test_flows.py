@@ -342,7 +342,9 @@ def test_deployments_train_and_retrain_on_new_labels_event(
         assert states["Ingest dataset"] == states["Extract colour features"] == "Cached"
         for stage in ("Split clean labels", "Train clean-model fold 0", "Retrain Model II"):
             assert states[stage] == "Completed", states
-        assert "Train Model I" not in states  # the event's config: --models model2
+        # The event's config: --models model2 (Model I trains only as the folds' start).
+        assert "Train baseline" not in states and "Score Model I" not in states
+        assert (retrain_out / "label_prediction.csv").read_text().startswith("Model II\n")
         metrics = json.loads((retrain_out / "metrics.json").read_text())
         store = CleanLabelStore(workspace["cache"], metrics["data_hash"])
         assert store.latest().num_clean == 240
