@@ -241,8 +241,14 @@ def server(
 
     Open the printed URL for the UI; Ctrl-C stops everything this command started.
     """
+    import signal
+
     from relabel import prefect_server as stack
 
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kill, a service manager) stops it like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _stop)
     api_url = f"http://127.0.0.1:{port}/api"
     env = stack.stack_env(api_url)
     processes = []

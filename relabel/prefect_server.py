@@ -78,32 +78,33 @@ def wait_for_api(api_url: str, timeout: float = 120,
     raise PrefectStackError(f"Prefect API at {api_url} did not answer within {timeout:.0f} s")
 
 
-def _prefect(args: list[str], env: Mapping[str, str], what: str) -> str:
+def _prefect(args: list[str], env: Mapping[str, str], what: str,
+            ok_if: str | None = None) -> str:
+    """Run the prefect CLI; a failure whose output contains `ok_if` counts as success."""
     result = subprocess.run([PREFECT, *args], env=dict(env), cwd=PROJECT_DIR,
                             capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
+    if result.returncode != 0 and not (ok_if and ok_if in result.stdout + result.stderr):
         raise PrefectStackError(f"{what} failed (exit {result.returncode}):\n"
                                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result.stdout
 
 
 def ensure_pools(env: Mapping[str, str]) -> list[str]:
-    """Create the local process pool and, when prefect-kubernetes is installed, the GPU pool
-    from the infra template (it only waits there for a Kubernetes worker). Returns names."""
-    existing = _prefect(["work-pool", "ls"], env, "listing work pools")
-    created = [LOCAL_POOL]
-    if LOCAL_POOL not in existing:
-        _prefect(["work-pool", "create", LOCAL_POOL, "--type", "process"], env,
-                 f"creating work pool {LOCAL_POOL}")
+    """Create (if missing) the local process pool and, when prefect-kubernetes is installed,
+    the GPU pool from the infra template (it only waits there for a Kubernetes worker).
+    Returns the pool names that exist afterwards."""
+    _prefect(["work-pool", "create", LOCAL_POOL, "--type", "process"], env,
+             f"creating work pool {LOCAL_POOL}", ok_if="already exists")
     try:
         import prefect_kubernetes  # noqa: F401
     except ImportError:
-        return created
-    if GPU_POOL not in existing and GPU_TEMPLATE.is_file():
-        _prefect(["work-pool", "create", GPU_POOL, "--type", "kubernetes",
-                  "--base-job-template", str(GPU_TEMPLATE)], env, f"creating work pool {GPU_POOL}")
-    created.append(GPU_POOL)
-    return created
+        return [LOCAL_POOL]
+    if not GPU_TEMPLATE.is_file():
+        return [LOCAL_POOL]
+    _prefect(["work-pool", "create", GPU_POOL, "--type", "kubernetes",
+              "--base-job-template", str(GPU_TEMPLATE)], env, f"creating work pool {GPU_POOL}",
+             ok_if="already exists")
+    return [LOCAL_POOL, GPU_POOL]
 
 
 def deploy_all(env: Mapping[str, str], pools: list[str]) -> str:
