@@ -22,16 +22,23 @@ from relabel.config import PipelineConfig
 
 
 def local_labels_file(labels_file: str, cache_dir: Path) -> Path:
-    """A local copy of `labels_file`; an `s3://bucket/key` object is downloaded first."""
+    """A local copy of `labels_file`; an `s3://bucket/key` object is downloaded (atomically,
+    every time: a labels object may be rewritten under the same key)."""
     if not labels_file.startswith("s3://"):
         return Path(labels_file)
-    from relabel.storage import fetch_prefix
+    from relabel.fileio import atomic_path, sha256_text
+    from relabel.storage import describe_error, parse_s3_uri, s3_client
 
-    folder = fetch_prefix(labels_file, Path(cache_dir) / "s3-labels")
-    local = folder / labels_file.rstrip("/").rsplit("/", 1)[-1]
-    if not local.is_file():
-        raise FileNotFoundError(f"{labels_file}: object not found after download into {folder}")
-    return local
+    location = parse_s3_uri(labels_file, as_prefix=False)
+    target = (Path(cache_dir) / "s3-labels" / sha256_text(labels_file)[:16]
+              / location.prefix.rsplit("/", 1)[-1])
+    client = s3_client()
+    try:
+        with atomic_path(target) as tmp:
+            client.download_file(location.bucket, location.prefix, str(tmp))
+    except Exception as exc:  # noqa: BLE001 - translated into a clear StorageError
+        raise describe_error(exc, f"downloading {labels_file}", client) from exc
+    return target
 
 
 @task(name="Merge new clean labels", task_run_name="Merge new clean labels [{labels_file}]",
