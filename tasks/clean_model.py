@@ -43,7 +43,10 @@ def train_clean_fold(
 ) -> FoldResult:
     """Train on `images[train_idx]` with `clean_labels[train_idx]` for
     `profile.clean_epochs` epochs, then score `holdout_idx` and `predict_idx` (image indices
-    into `images`, e.g. every noisy training image). `kwargs` go to `train_classifier`."""
+    into `images`, e.g. every noisy training image). Batch: `profile.clean_batch_size`.
+    `kwargs` go to `train_classifier`; pass `initial_model=<Model I's model>` when
+    `profile.clean_init == "model1"` (fine-tuning from features learnt on all noisy labels
+    beats training from scratch on the small clean set at the same budget)."""
     train_idx, holdout_idx, predict_idx = (
         np.asarray(i, dtype=np.int64) for i in (train_idx, holdout_idx, predict_idx))
     clean_labels = np.asarray(clean_labels, dtype=np.int64)
@@ -52,6 +55,7 @@ def train_clean_fold(
     if (clean_labels[train_idx] < 0).any() or (clean_labels[holdout_idx] < 0).any():
         raise ValueError(f"fold {fold}: train/holdout images must all have clean labels")
     kwargs.setdefault("epochs", profile.clean_epochs)
+    kwargs.setdefault("batch_size", profile.clean_batch_size)
     result = train_classifier(
         images[train_idx], clean_labels[train_idx], profile, seed=seed + 1000 * (fold + 1),
         **kwargs,

@@ -60,12 +60,16 @@ def retrain_model2(
     profile: TrainProfile,
     seed: int,
     *,
-    weight_by_confidence: bool = False,
+    weight_by_confidence: bool | None = None,
     **kwargs: Any,
 ) -> TrainResult:
     """Train Model II on clean-train images + kept corrected noisy images for
     `profile.retrain_epochs` epochs. Validation images must be in neither index set.
-    `kwargs` go to `train_classifier` (eval_images, initial_model, on_epoch_end, ...)."""
+    `weight_by_confidence` defaults to the profile's. `kwargs` go to `train_classifier`
+    (eval_images, on_epoch_end, ...); pass `initial_model=<Model I's model>` when
+    `profile.retrain_init == "model1"`."""
+    if weight_by_confidence is None:
+        weight_by_confidence = profile.weight_by_confidence
     index, targets, weights = retrain_targets(
         clean_train_idx, clean_labels, noisy_idx, correction, weight_by_confidence)
     kwargs.setdefault("epochs", profile.retrain_epochs)

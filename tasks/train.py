@@ -155,6 +155,7 @@ def train_classifier(
     initial_model: keras.Model | None = None,
     label_smoothing: float | None = None,
     learning_rate: float | None = None,
+    batch_size: int | None = None,
     deterministic: bool = True,
     strategy: tf.distribute.Strategy | None = None,
 ) -> TrainResult:
@@ -166,7 +167,8 @@ def train_classifier(
     are noisy labels, the model learns clean classes). sample_weight: per-image loss weight
     [n] (default 1). eval_images/eval_labels: scored after every epoch (val_accuracy).
     on_epoch_end(epoch, metrics): called after each epoch (1-based) with that epoch's
-    numbers. label_smoothing / learning_rate override the profile's. strategy: a
+    numbers. label_smoothing / learning_rate / batch_size (per replica) override the
+    profile's. strategy: a
     tf.distribute strategy (default: `distribution_strategy()`).
     """
     images = _check_images(images)
@@ -191,7 +193,8 @@ def train_classifier(
     set_seeds(seed, deterministic)
     strategy = strategy or distribution_strategy()
     replicas = strategy.num_replicas_in_sync
-    global_batch = min(profile.batch_size * replicas, n - n % replicas) if n >= replicas else n
+    batch = profile.batch_size if batch_size is None else batch_size
+    global_batch = min(batch * replicas, n - n % replicas) if n >= replicas else n
     per_replica = global_batch // replicas
     steps_per_epoch = max(n // global_batch, 1)
     total_steps = steps_per_epoch * epochs
@@ -219,7 +222,8 @@ def train_classifier(
     def per_example_loss(y: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         logits = tf.cast(logits, tf.float32)
         if matrix is None:
-            return tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            # Written out: the fused TF op has no deterministic GPU kernel.
+            return -tf.reduce_sum(y * tf.nn.log_softmax(logits), axis=1)
         noisy_proba = tf.matmul(tf.nn.softmax(logits), matrix)
         return -tf.reduce_sum(y * tf.math.log(noisy_proba + 1e-7), axis=1)
 
