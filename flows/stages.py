@@ -114,6 +114,13 @@ def run_labels(profile: str, data_hash: str) -> Iterator[None]:
         _RUN_LABEL.reset(token)
 
 
+def _current_run_label() -> str:
+    # Module level on purpose: Dask/Ray pickle a task with its run-name function by value, and
+    # a nested function's globals go along; a ContextVar cannot be pickled, this function is
+    # pickled by reference (module + name).
+    return _RUN_LABEL.get()
+
+
 def stage_name(title: str) -> Callable[..., str]:
     """A task-run name function: "<title> [<profile> <data hash>]"; a fold number or model
     name among the task's parameters is added after the title. (Thread runners carry the
@@ -125,7 +132,7 @@ def stage_name(title: str) -> Callable[..., str]:
             detail = f" {parameters['fold']}"
         elif isinstance(parameters.get("model"), TrainedModel):
             detail = f" {parameters['model'].name}"
-        label = _RUN_LABEL.get()
+        label = _current_run_label()
         if not label and isinstance(parameters.get("profile"), TrainProfile):
             label = parameters["profile"].name
         return f"{title}{detail} [{label}]" if label else f"{title}{detail}"
