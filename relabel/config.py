@@ -29,7 +29,6 @@ class TrainProfile(BaseModel):
     clean_epochs: int = Field(16, ge=1, description="epochs of each clean-fold model")
     noisy_epochs: int = Field(8, ge=1, description="epochs of Model I on the noisy labels")
     retrain_epochs: int = Field(12, ge=1, description="epochs of Model II's retraining")
-    correction_rounds: int = Field(1, ge=1, description="correct -> retrain rounds")
     learning_rate: float = Field(0.2, gt=0, description="peak SGD learning rate at batch 512")
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -79,10 +78,10 @@ PROFILES: dict[str, TrainProfile] = {
         noisy_epochs=3, clean_epochs=10, clean_batch_size=256, clean_init="model1",
         retrain_epochs=14, retrain_init="model1",
     ),
-    # A GPU worker: wider net, longer schedules, two correction rounds.
+    # A GPU worker: full-width net, longer schedules.
     "gpu": TrainProfile(
         name="gpu", width=1.0, batch_size=512, folds=5, clean_epochs=20, noisy_epochs=20,
-        retrain_epochs=40, correction_rounds=2, precision="mixed_bfloat16",
+        retrain_epochs=40, precision="mixed_bfloat16",
     ),
 }
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -58,6 +59,8 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------- setup
+
+_BUILD_LOCK = threading.Lock()
 
 
 def set_seeds(seed: int, deterministic: bool = True) -> None:
@@ -200,34 +203,38 @@ def train_classifier(
         # XLA has no deterministic max-pool gradient: such runs are seeded, not bit-exact.
         log.warning("jit_compile=True: training is seeded but not bit-for-bit deterministic")
         deterministic = False
-    set_seeds(seed, deterministic)
-    strategy = strategy or distribution_strategy()
-    replicas = strategy.num_replicas_in_sync
-    batch = profile.batch_size if batch_size is None else batch_size
-    global_batch = min(batch * replicas, n - n % replicas) if n >= replicas else n
-    per_replica = global_batch // replicas
-    steps_per_epoch = max(n // global_batch, 1)
-    total_steps = steps_per_epoch * epochs
-    peak_lr = (profile.learning_rate if learning_rate is None else learning_rate) * (
-        global_batch / REFERENCE_BATCH)
+    # Seeding and building touch process-wide state (Python's global RNG, which Keras
+    # initializers draw from, and the mixed-precision policy): folds trained on threads
+    # must take turns here, or the same seed gives different weights run to run.
+    with _BUILD_LOCK:
+        set_seeds(seed, deterministic)
+        strategy = strategy or distribution_strategy()
+        replicas = strategy.num_replicas_in_sync
+        batch = profile.batch_size if batch_size is None else batch_size
+        global_batch = min(batch * replicas, n - n % replicas) if n >= replicas else n
+        per_replica = global_batch // replicas
+        steps_per_epoch = max(n // global_batch, 1)
+        total_steps = steps_per_epoch * epochs
+        peak_lr = (profile.learning_rate if learning_rate is None else learning_rate) * (
+            global_batch / REFERENCE_BATCH)
 
-    with strategy.scope():
-        keras.mixed_precision.set_global_policy(profile.precision)
-        model = build_model(profile.architecture, profile.width, soft.shape[1])
-        keras.mixed_precision.set_global_policy("float32")
-        if initial_model is not None:
-            model.set_weights(initial_model.get_weights())
-        else:
-            init_whitening(model, images)
-        schedule = WarmupLinearDecay(
-            peak_lr, int(profile.warmup_fraction * total_steps), total_steps)
-        optimizer = keras.optimizers.SGD(
-            schedule, momentum=profile.momentum, nesterov=True,
-            weight_decay=profile.weight_decay,
-        )
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-        optimizer.build(model.trainable_variables)
-        matrix = None if transition is None else tf.constant(transition)
+        with strategy.scope():
+            keras.mixed_precision.set_global_policy(profile.precision)
+            model = build_model(profile.architecture, profile.width, soft.shape[1])
+            keras.mixed_precision.set_global_policy("float32")
+            if initial_model is not None:
+                model.set_weights(initial_model.get_weights())
+            else:
+                init_whitening(model, images)
+            schedule = WarmupLinearDecay(
+                peak_lr, int(profile.warmup_fraction * total_steps), total_steps)
+            optimizer = keras.optimizers.SGD(
+                schedule, momentum=profile.momentum, nesterov=True,
+                weight_decay=profile.weight_decay,
+            )
+            optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+            optimizer.build(model.trainable_variables)
+            matrix = None if transition is None else tf.constant(transition)
 
     def per_example_loss(y: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         logits = tf.cast(logits, tf.float32)

@@ -84,6 +84,28 @@ def test_training_learns_and_is_deterministic(demo):
     assert not np.array_equal(proba, predict_proba(other, demo.images[plan.val_idx]))
 
 
+def test_concurrent_training_on_threads_matches_sequential(demo):
+    """Folds train on threads by default: seeding and building must not race (same seeds,
+    same weights, whatever the interleaving), also for fresh models and bf16 policies."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, y = demo.images[:256], demo.clean_labels[:256]
+    profiles = [SMOKE, SMOKE.model_copy(update={"precision": "mixed_bfloat16"})]
+
+    def run(job):
+        seed, profile = job
+        return train_classifier(x, y, profile, epochs=1, seed=seed).model.get_weights()
+
+    jobs = [(11, profiles[0]), (12, profiles[1]), (13, profiles[0])]
+    sequential = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = list(pool.map(run, jobs))
+    for seq, thr in zip(sequential, threaded, strict=True):
+        assert [w.dtype for w in seq] == [w.dtype for w in thr]
+        for a, b in zip(seq, thr, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_save_and_load_give_the_same_predictions(demo, tmp_path):
     model = train_classifier(demo.images[:256], demo.noisy_labels[:256], SMOKE, 1, seed=0).model
     path = save_model(model, tmp_path / "m.keras")
