@@ -16,7 +16,7 @@ def test_defaults_validate_and_flatten() -> None:
     params = config.flat_params()
     assert params["profile"] == "smoke" and params["train.name"] == "smoke"
     assert all(isinstance(v, str) for v in params.values())
-    assert set(PROFILES) == {"smoke", "cpu", "gpu"}
+    assert set(PROFILES) == {"smoke", "demo", "cpu", "gpu"}
 
 
 @pytest.mark.parametrize(
