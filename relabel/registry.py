@@ -229,7 +229,9 @@ class PromotionLock:
                 )
                 return
             except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                # On SQL stores a losing insert is reported by re-reading the lock; if the holder
+                # released it in between, that read says "does not exist": lost race, retry.
+                if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                     raise
             self._break_if_stale()
             if time.monotonic() > deadline:
