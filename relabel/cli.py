@@ -165,7 +165,9 @@ def review(
 @app.command("run")
 def run(
     data: Annotated[str, typer.Option(help="dataset folder or s3://bucket/prefix")] = "demo-data",
-    profile: Annotated[str, typer.Option(help="training budget: smoke, demo, cpu or gpu")] = "smoke",
+    profile: Annotated[
+        str, typer.Option(help="training budget: smoke, demo, cpu or gpu")
+    ] = "smoke",
     seed: Annotated[int, typer.Option(help="seed of every split and model")] = 0,
     models: Annotated[str, typer.Option(
         help="comma-separated subset of baseline,model1,model2")] = "baseline,model1,model2",

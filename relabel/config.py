@@ -78,7 +78,8 @@ PROFILES: dict[str, TrainProfile] = {
     ),
     # The 60-minute budget on a 2-core CPU for the 50,000-image reference set: full-width
     # airbench in bfloat16 (AMX; ~1.7x float32 here), Model I pretrains the clean folds and
-    # Model II, most epochs go to Model II's retraining on all images. Measured: Model II 84.6% held out on the reference set in 42.8 min.
+    # Model II, most epochs go to Model II's retraining on all images.
+    # Measured: Model II 84.6% held out on the reference set in 42.8 min.
     "cpu": TrainProfile(
         name="cpu", width=1.0, batch_size=512, precision="mixed_bfloat16", folds=4,
         noisy_epochs=3, clean_epochs=10, clean_batch_size=256, clean_init="model1",
