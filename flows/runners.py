@@ -1,9 +1,11 @@
 """Task runners: where the clean model's parallel fold tasks run.
 
-`PipelineConfig.task_runner` picks one: `threads` (default; one process, a thread per fold:
-TensorFlow releases the GIL in its kernels), `dask` (a local Dask cluster, or the scheduler
-at `PipelineConfig.dask_address`), `ray` (needs the `ray` extra). Add a backend by adding a
-branch here; the flows only ever call `make_task_runner(config)`.
+`PipelineConfig.task_runner` picks one: `threads` (default; one process, the folds in
+turn: TensorFlow cannot run two trainings at once in one process, see
+tasks.train.TENSORFLOW_LOCK, and on a 2-core machine a fold already uses every core),
+`dask` (a local Dask cluster, or the scheduler at `PipelineConfig.dask_address`), `ray`
+(needs the `ray` extra). Add a backend by adding a branch here; the flows only ever call
+`make_task_runner(config)`.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def local_dask_cluster_kwargs(workers: int) -> dict[str, Any]:
 def make_task_runner(config: PipelineConfig) -> TaskRunner:
     """A fresh (not yet started) task runner for `config.task_runner`."""
     if config.task_runner == "threads":
-        # One thread per fold: more would only queue, fewer would serialise the folds.
-        return ThreadPoolTaskRunner(max_workers=config.train.folds)
+        # One fold at a time: concurrent TensorFlow trainings in one process crash.
+        return ThreadPoolTaskRunner(max_workers=1)
     if config.task_runner == "dask":
         try:
             from prefect_dask import DaskTaskRunner

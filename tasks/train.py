@@ -18,6 +18,7 @@ Recipe (after airbench94 and the DAWNBench ResNet-9 submissions):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -60,7 +62,23 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------- setup
 
-_BUILD_LOCK = threading.Lock()
+# One TensorFlow computation at a time per process. Concurrent trainings in one process
+# segfault while one builds a model and another trains, or die with AlreadyExistsError on
+# grappler's per-step temporary variables (tests/test_train.py reproduces both). The lock
+# also serialises seeding and model building, which touch process-wide state (Python's RNG,
+# the mixed-precision policy). Re-entrant: training evaluates with `predict_proba`.
+TENSORFLOW_LOCK = threading.RLock()
+
+
+def exclusive_tensorflow(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `fn` holding `TENSORFLOW_LOCK` (parallel callers queue, one process at a time)."""
+
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with TENSORFLOW_LOCK:
+            return fn(*args, **kwargs)
+
+    return locked
 
 
 def set_seeds(seed: int, deterministic: bool = True) -> None:
@@ -149,6 +167,7 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 # ---------------------------------------------------------------------------- training
 
 
+@exclusive_tensorflow
 def train_classifier(
     images: np.ndarray,
     targets: np.ndarray,
@@ -203,38 +222,34 @@ def train_classifier(
         # XLA has no deterministic max-pool gradient: such runs are seeded, not bit-exact.
         log.warning("jit_compile=True: training is seeded but not bit-for-bit deterministic")
         deterministic = False
-    # Seeding and building touch process-wide state (Python's global RNG, which Keras
-    # initializers draw from, and the mixed-precision policy): folds trained on threads
-    # must take turns here, or the same seed gives different weights run to run.
-    with _BUILD_LOCK:
-        set_seeds(seed, deterministic)
-        strategy = strategy or distribution_strategy()
-        replicas = strategy.num_replicas_in_sync
-        batch = profile.batch_size if batch_size is None else batch_size
-        global_batch = min(batch * replicas, n - n % replicas) if n >= replicas else n
-        per_replica = global_batch // replicas
-        steps_per_epoch = max(n // global_batch, 1)
-        total_steps = steps_per_epoch * epochs
-        peak_lr = (profile.learning_rate if learning_rate is None else learning_rate) * (
-            global_batch / REFERENCE_BATCH)
+    set_seeds(seed, deterministic)
+    strategy = strategy or distribution_strategy()
+    replicas = strategy.num_replicas_in_sync
+    batch = profile.batch_size if batch_size is None else batch_size
+    global_batch = min(batch * replicas, n - n % replicas) if n >= replicas else n
+    per_replica = global_batch // replicas
+    steps_per_epoch = max(n // global_batch, 1)
+    total_steps = steps_per_epoch * epochs
+    peak_lr = (profile.learning_rate if learning_rate is None else learning_rate) * (
+        global_batch / REFERENCE_BATCH)
 
-        with strategy.scope():
-            keras.mixed_precision.set_global_policy(profile.precision)
-            model = build_model(profile.architecture, profile.width, soft.shape[1])
-            keras.mixed_precision.set_global_policy("float32")
-            if initial_model is not None:
-                model.set_weights(initial_model.get_weights())
-            else:
-                init_whitening(model, images)
-            schedule = WarmupLinearDecay(
-                peak_lr, int(profile.warmup_fraction * total_steps), total_steps)
-            optimizer = keras.optimizers.SGD(
-                schedule, momentum=profile.momentum, nesterov=True,
-                weight_decay=profile.weight_decay,
-            )
-            optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-            optimizer.build(model.trainable_variables)
-            matrix = None if transition is None else tf.constant(transition)
+    with strategy.scope():
+        keras.mixed_precision.set_global_policy(profile.precision)
+        model = build_model(profile.architecture, profile.width, soft.shape[1])
+        keras.mixed_precision.set_global_policy("float32")
+        if initial_model is not None:
+            model.set_weights(initial_model.get_weights())
+        else:
+            init_whitening(model, images)
+        schedule = WarmupLinearDecay(
+            peak_lr, int(profile.warmup_fraction * total_steps), total_steps)
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=profile.momentum, nesterov=True,
+            weight_decay=profile.weight_decay,
+        )
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+        optimizer.build(model.trainable_variables)
+        matrix = None if transition is None else tf.constant(transition)
 
     def per_example_loss(y: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         logits = tf.cast(logits, tf.float32)
@@ -341,6 +356,7 @@ def _predict_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     return fn
 
 
+@exclusive_tensorflow
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1024,
                   tta: bool = True) -> np.ndarray:
     """Class probabilities float32 [n, 10] (softmax of the logits); with `tta`, the mean

@@ -85,8 +85,8 @@ def test_training_learns_and_is_deterministic(demo):
 
 
 def test_concurrent_training_on_threads_matches_sequential(demo):
-    """Folds train on threads by default: seeding and building must not race (same seeds,
-    same weights, whatever the interleaving), also for fresh models and bf16 policies."""
+    """Trainings started from several threads take turns (TENSORFLOW_LOCK): same seeds,
+    same weights, whatever the interleaving, also for fresh models and bf16 policies."""
     from concurrent.futures import ThreadPoolExecutor
 
     x, y = demo.images[:256], demo.clean_labels[:256]
@@ -193,3 +193,45 @@ def test_xla_compiled_training_runs_and_determinism_comes_back(demo):
     from tensorflow.python.framework import config as tf_config
 
     assert tf_config.is_op_determinism_enabled()
+
+
+CONCURRENT_TRAININGS = textwrap.dedent("""
+    import sys, threading
+    import numpy as np
+    from relabel.config import PROFILES
+    from tasks.train import predict_proba, train_classifier
+
+    profile = PROFILES["cpu"]  # the network that crashed on the reference data
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (256 * 8, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 256 * 8)
+    errors = []
+
+    def fold(seed):
+        try:
+            result = train_classifier(images, labels, profile, epochs=1, seed=seed,
+                                      batch_size=256)
+            predict_proba(result.model, images[:300])
+        except Exception as exc:
+            errors.append(repr(exc)[:300])
+
+    threads = [threading.Thread(target=fold, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("errors:", errors)
+    sys.exit(1 if errors else 0)
+""")
+
+
+@pytest.mark.slow
+def test_concurrent_trainings_in_one_process_take_turns():
+    """Four cpu-profile trainings on four threads, as the thread runner ran the clean folds.
+    Without the trainer's process-wide lock this segfaults (SIGSEGV while one thread builds
+    a model and another trains) or fails with TensorFlow's AlreadyExistsError on a per-step
+    temporary variable; in a subprocess, so a crash fails this test, not the session."""
+    run = subprocess.run([sys.executable, "-c", CONCURRENT_TRAININGS], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, (run.returncode, run.stdout[-2000:], run.stderr[-3000:])
+    assert "errors: []" in run.stdout
