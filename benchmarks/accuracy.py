@@ -62,17 +62,17 @@ class Clock:
 
 def run(data: Path, profile_name: str, seed: int, validation_size: float, with_ce: bool,
         cache: Path) -> dict:
-    from tasks.baseline import fit_baseline, predict_baseline
-    from tasks.clean_model import combine_folds, train_clean_fold
-    from tasks.correct import correct_labels, correction_accuracy, fit_temperature
-    from tasks.evaluate import evaluate
-    from tasks.features import rgb_histogram
-    from tasks.ingest import ingest
-    from tasks.model1 import train_model1
-    from tasks.noise import estimate_transition, noise_rates, overall_noise_rate
-    from tasks.retrain import retrain_model2
-    from tasks.split import plan_splits
-    from tasks.train import predict_proba
+    from relabel.tasks.baseline import fit_baseline, predict_baseline
+    from relabel.tasks.clean_model import combine_folds, train_clean_fold
+    from relabel.tasks.correct import correct_labels, correction_accuracy, fit_temperature
+    from relabel.tasks.evaluate import evaluate
+    from relabel.tasks.features import rgb_histogram
+    from relabel.tasks.ingest import ingest
+    from relabel.tasks.model1 import train_model1
+    from relabel.tasks.noise import estimate_transition, noise_rates, overall_noise_rate
+    from relabel.tasks.retrain import retrain_model2
+    from relabel.tasks.split import plan_splits
+    from relabel.tasks.train import predict_proba
 
     profile = PROFILES[profile_name]
     clock = Clock()

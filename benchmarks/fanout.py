@@ -41,9 +41,8 @@ RUNNERS = ("threads", "dask-new", "dask-running")
 def timed_fan_out(config: PipelineConfig) -> float:
     """Seconds the k fold tasks take on `config.task_runner`, inside a Prefect flow."""
     from prefect import flow
-
-    from flows.scaleout import fan_out_folds, fold_inputs
-    from flows.stages import results_in
+    from relabel.flows.scaleout import fan_out_folds, fold_inputs
+    from relabel.flows.stages import results_in
 
     @flow(name="relabel-fanout-benchmark")
     def measure(config: PipelineConfig) -> float:
@@ -70,15 +69,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from distributed import LocalCluster
     from prefect.testing.utilities import prefect_test_harness
-
-    from flows.runners import local_dask_cluster_kwargs
+    from relabel.flows.runners import local_dask_cluster_kwargs
 
     folds = PROFILES[args.profile].folds
     with tempfile.TemporaryDirectory(prefix="relabel-fanout-") as tmp:
         work = Path(tmp)
         data = args.data
         if data is None:
-            from tasks.demodata import generate_demo_data
+            from relabel.tasks.demodata import generate_demo_data
 
             data = generate_demo_data(work / "data", seed=args.seed)
         seconds: dict[str, list[float]] = {name: [] for name in RUNNERS}

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from tasks.features import rgb_histogram, rgb_histogram_loop
-from tasks.ingest import ingest
+from relabel.tasks.features import rgb_histogram, rgb_histogram_loop
+from relabel.tasks.ingest import ingest
 
 
 def best_time(fn, images: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:

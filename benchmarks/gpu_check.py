@@ -64,11 +64,10 @@ def visible_gpus() -> list[str]:
 def load_training_data(args: argparse.Namespace, workdir: Path):
     """(train_images, train_labels, test_images, test_labels) with true labels."""
     import numpy as np
-
-    from tasks.ingest import ingest
+    from relabel.tasks.ingest import ingest
 
     if args.data is None:
-        from tasks.demodata import generate_demo_data
+        from relabel.tasks.demodata import generate_demo_data
 
         data_dir = generate_demo_data(
             workdir / "data", num_train=args.train_images, num_clean=args.train_images,
@@ -105,13 +104,12 @@ def run(args: argparse.Namespace) -> dict[str, float | int | str]:
               "has the CUDA build (the project's `gpu` extra).", file=sys.stderr)
         raise SystemExit(EXIT_NO_GPU)
     if args.dry_run:
-        import tasks.train  # noqa: F401  (the training module imports cleanly)
+        import relabel.tasks.train  # noqa: F401  (the training module imports cleanly)
 
         return {**plan, "dry_run": 1}
 
     import numpy as np
-
-    from tasks.train import predict_proba, train_classifier
+    from relabel.tasks.train import predict_proba, train_classifier
 
     with tempfile.TemporaryDirectory(prefix="relabel-gpu-check-") as tmp:
         started = time.perf_counter()

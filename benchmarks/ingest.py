@@ -35,8 +35,13 @@ def _current_rss_mb() -> float:
 def _variant(name: str, data: str, cache: str, workers: int) -> dict[str, float]:
     import cv2
     import numpy as np
-
-    from tasks.ingest import TRAIN_DIR, TRAIN_NAME, _list_numbered_pngs, decode_images, ingest
+    from relabel.tasks.ingest import (
+        TRAIN_DIR,
+        TRAIN_NAME,
+        _list_numbered_pngs,
+        decode_images,
+        ingest,
+    )
 
     paths = _list_numbered_pngs(Path(data) / TRAIN_DIR, TRAIN_NAME)
     rss_before = _current_rss_mb()
@@ -83,7 +88,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="relabel-bench-"))
     data = args.data or (REFERENCE if REFERENCE.is_dir() else None)
     if data is None:
-        from tasks.demodata import generate_demo_data
+        from relabel.tasks.demodata import generate_demo_data
 
         data = generate_demo_data(tmp / "demo")
     cache = args.cache or tmp / "cache"

@@ -18,9 +18,8 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-
-from tasks.models import build_model, forward_flops
-from tasks.train import augment_batch
+from relabel.tasks.models import build_model, forward_flops
+from relabel.tasks.train import augment_batch
 
 
 def time_training(architecture: str, width: float, precision: str, xla: bool, batch: int,

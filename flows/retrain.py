@@ -15,9 +15,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from relabel.flows.pipeline import PipelineSummary, pipeline
+from relabel.flows.stages import IO_RETRIES, DatasetRef, ingest_dataset, results_in
 
-from flows.pipeline import PipelineSummary, pipeline
-from flows.stages import IO_RETRIES, DatasetRef, ingest_dataset, results_in
 from relabel.config import PipelineConfig
 
 
@@ -52,8 +52,7 @@ def merge_new_labels(
     clean label), confirmed (repeated an existing label), changed (replaced one).
     """
     import numpy as np
-
-    from tasks.labels import CleanLabelStore
+    from relabel.tasks.labels import CleanLabelStore
 
     store = CleanLabelStore(cache_dir, dataset.content_hash)
     dataset_labels = np.load(dataset.clean_labels.local_path())

@@ -17,10 +17,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from prefect import flow
-
-from flows.artifacts import Artifact
-from flows.runners import make_task_runner
-from flows.stages import (
+from relabel.flows.artifacts import Artifact
+from relabel.flows.runners import make_task_runner
+from relabel.flows.stages import (
     DatasetRef,
     FoldRef,
     SplitRef,
@@ -34,6 +33,7 @@ from flows.stages import (
     train_clean_model,
     train_model1,
 )
+
 from relabel.config import PipelineConfig
 
 

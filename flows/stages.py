@@ -37,8 +37,8 @@ from prefect.context import TaskRunContext
 from prefect.task_runners import TaskRunner
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
+from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
 
-from flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
 from relabel.config import TrainProfile
 from relabel.fileio import atomic_path, write_json_atomic
 
@@ -286,7 +286,7 @@ class PipelineSummary(BaseModel):
 def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """Cheap identity of the dataset: for a folder its files' names, sizes and mtimes (no
     image is read), for an S3 prefix its listing (keys, sizes, ETags)."""
-    from tasks.ingest import stat_fingerprint
+    from relabel.tasks.ingest import stat_fingerprint
 
     data = str(parameters["data"])
     if data.startswith("s3://"):
@@ -305,7 +305,7 @@ def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> st
       persist_result=True, result_serializer="json", **IO_RETRIES)
 def ingest_dataset(data: str, cache_dir: Path, workers: int | None = None) -> DatasetRef:
     """Validate the dataset folder (or fetch the S3 prefix) into a content-addressed artifact."""
-    from tasks.ingest import ingest
+    from relabel.tasks.ingest import ingest
 
     local = Path(data)
     if data.startswith("s3://"):
@@ -331,7 +331,7 @@ def ingest_dataset(data: str, cache_dir: Path, workers: int | None = None) -> Da
 
 def _clean_labels_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """Changes exactly when a new clean-label version is merged for this dataset."""
-    from tasks.labels import CleanLabelStore
+    from relabel.tasks.labels import CleanLabelStore
 
     dataset: DatasetRef = parameters["dataset"]
     store = CleanLabelStore(parameters["cache_dir"], dataset.content_hash)
@@ -345,7 +345,7 @@ def _clean_labels_cache_key(context: TaskRunContext, parameters: dict[str, Any])
 def resolve_clean_labels(dataset: DatasetRef, cache_dir: Path) -> Artifact:
     """The newest merged clean-label set of this dataset (`relabel labels add`), or the
     dataset's own clean labels when none was merged. int64 [N], -1 = unknown."""
-    from tasks.labels import CleanLabelStore
+    from relabel.tasks.labels import CleanLabelStore
 
     latest = CleanLabelStore(cache_dir, dataset.content_hash).latest()
     if latest is None:
@@ -360,7 +360,7 @@ def split_clean_labels(
 ) -> SplitRef:
     """Hold out `validation_size` of the clean labels (stratified), cut the rest into
     `folds` stratified folds for the clean model; keep at most `max_noisy` noisy images."""
-    from tasks.split import plan_splits
+    from relabel.tasks.split import plan_splits
 
     labels = load_array(clean_labels)
     plan = plan_splits(labels, validation_size, folds, seed, max_noisy)
@@ -380,14 +380,15 @@ def explore_noise(
     clean_labels: Artifact, noisy_labels: Artifact, split: SplitRef, cache_dir: Path
 ) -> NoiseReport:
     """Estimate the noise transition matrix on the clean training images and plot it."""
-    from relabel import CLASS_NAMES
-    from tasks.noise import (
+    from relabel.tasks.noise import (
         estimate_transition,
         noise_rates,
         overall_noise_rate,
         plot_noise_rates,
         plot_transition,
     )
+
+    from relabel import CLASS_NAMES
 
     idx = load_array(split.train_idx)
     transition = estimate_transition(load_array(clean_labels)[idx], load_array(noisy_labels)[idx])
@@ -412,7 +413,7 @@ def extract_features(
     images: Artifact, test_images: Artifact | None, cache_dir: Path
 ) -> FeaturesRef:
     """The old notebook's 15 colour-histogram counts per image (baseline input)."""
-    from tasks.features import rgb_histogram
+    from relabel.tasks.features import rgb_histogram
 
     train = save_array(cache_dir, "features", rgb_histogram(load_array(images, mmap=True)))
     test = None
@@ -436,8 +437,7 @@ def train_baseline(
     import time
 
     import joblib
-
-    from tasks.baseline import fit_baseline
+    from relabel.tasks.baseline import fit_baseline
 
     x, noisy = load_array(features.train), load_array(noisy_labels)
     pool = _noisy_label_pool(split)
@@ -451,7 +451,7 @@ def train_baseline(
 
 def _keras_record(name: str, result: Any, cache_dir: Path) -> TrainedModel:
     """Save a TrainResult's model as an artifact and keep its numbers."""
-    from tasks.train import save_model
+    from relabel.tasks.train import save_model
 
     artifact = save_file(cache_dir, "models", ".keras", lambda p: save_model(result.model, p))
     metrics = {"seconds": float(result.seconds), "epochs": float(result.epochs),
@@ -468,7 +468,7 @@ def train_model1(
     profile: TrainProfile, seed: int, cache_dir: Path,
 ) -> TrainedModel:
     """Model I: the CNN trained on the noisy labels with forward loss correction by T."""
-    from tasks.model1 import train_model1 as fit_model1
+    from relabel.tasks.model1 import train_model1 as fit_model1
 
     x, noisy = load_array(images, mmap=True), load_array(noisy_labels)
     pool = _noisy_label_pool(split)
@@ -484,7 +484,7 @@ def _initial_model(model1: TrainedModel | None, init: str) -> Any:
         return None
     if model1 is None:
         raise ValueError("the profile starts from Model I, but no Model I was trained")
-    from tasks.train import load_model
+    from relabel.tasks.train import load_model
 
     return load_model(model1.model.local_path())
 
@@ -498,7 +498,7 @@ def train_clean_fold(
     """One fold of the clean model: trained on the clean labels outside its holdout
     (starting from Model I when `profile.clean_init` says so); predicts its holdout
     (out-of-fold) and every noisy and validation image."""
-    from tasks.clean_model import train_clean_fold as fit_fold
+    from relabel.tasks.clean_model import train_clean_fold as fit_fold
 
     x, labels = load_array(images, mmap=True), load_array(clean_labels)
     train_idx, holdout_idx = (load_array(a) for a in split.folds[fold])
@@ -537,8 +537,9 @@ def train_clean_model(
 def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) -> CleanModelRef:
     """Out-of-fold probabilities on the clean training images, the fold ensemble's mean
     everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review."""
+    from relabel.tasks.clean_model import FoldResult, combine_folds
+
     from relabel import NUM_CLASSES
-    from tasks.clean_model import FoldResult, combine_folds
 
     results = [
         FoldResult(fold=f.fold, holdout_idx=load_array(f.holdout_idx),
@@ -566,7 +567,7 @@ def correct_noisy_labels(
     """New labels for the noisy training images, from the clean model's probabilities
     (temperature fitted on its out-of-fold predictions) and the noisy label: the posterior
     under T, or the old notebook's confidence threshold; `profile.keep_fraction` per class."""
-    from tasks.correct import correct_labels, correction_accuracy, fit_temperature
+    from relabel.tasks.correct import correct_labels, correction_accuracy, fit_temperature
 
     p, noisy = load_array(clean_model.proba), load_array(noisy_labels)
     clean, transition = load_array(clean_labels), load_array(noise.transition)
@@ -606,8 +607,8 @@ def retrain_model2(
 ) -> TrainedModel:
     """Model II: trained on the clean training labels plus the kept corrected labels
     (starting from Model I when `profile.retrain_init` says so)."""
-    from tasks.correct import Correction
-    from tasks.retrain import retrain_model2 as fit_model2
+    from relabel.tasks.correct import Correction
+    from relabel.tasks.retrain import retrain_model2 as fit_model2
 
     fix = Correction(
         targets=load_array(correction.targets), labels=load_array(correction.labels),
@@ -624,11 +625,10 @@ def _predict(model: TrainedModel, images: np.ndarray, features: np.ndarray | Non
              profile: TrainProfile) -> np.ndarray:
     if model.kind == "sklearn":
         import joblib
-
-        from tasks.baseline import predict_baseline
+        from relabel.tasks.baseline import predict_baseline
 
         return predict_baseline(joblib.load(model.model.local_path()), features)
-    from tasks.train import load_model, predict_proba
+    from relabel.tasks.train import load_model, predict_proba
 
     keras_model = load_model(model.model.local_path())
     return predict_proba(keras_model, images, tta=profile.tta).argmax(axis=1).astype(np.int64)
@@ -641,7 +641,7 @@ def score_model(
 ) -> ModelScores:
     """Accuracy and F1 on the validation images (and test images when labelled); predict the
     test folder."""
-    from tasks.evaluate import evaluate
+    from relabel.tasks.evaluate import evaluate
 
     val_idx = load_array(split.val_idx)
     images = load_array(dataset.images, mmap=True)
@@ -665,7 +665,7 @@ def publish_results(output_dir: Path, summary: PipelineSummary) -> dict[str, str
     model, one row per test image), the noise plots, the clean model's probabilities
     (clean_proba.npy, clean_fold_proba.npy: what `relabel review` reads) and metrics.json
     (the summary). Not cached: always re-written, it is cheap."""
-    from tasks.predict import write_label_prediction_csv
+    from relabel.tasks.predict import write_label_prediction_csv
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def demo_data(
     overwrite: bool = False,
 ) -> None:
     """Generate a small deterministic dataset in the layout relabel reads."""
-    from tasks.demodata import generate_demo_data
+    from relabel.tasks.demodata import generate_demo_data
 
     try:
         path = generate_demo_data(
@@ -66,8 +66,8 @@ def ingest(
     workers: int | None = None,
 ) -> None:
     """Validate a dataset and write its content-addressed artifact; print the summary."""
-    from tasks.ingest import IngestError
-    from tasks.ingest import ingest as run_ingest
+    from relabel.tasks.ingest import IngestError
+    from relabel.tasks.ingest import ingest as run_ingest
 
     try:
         result = run_ingest(_local_data(data, cache_dir), cache_dir, workers)
@@ -109,10 +109,10 @@ def review(
     """
     import numpy as np
 
-    from tasks.ingest import IngestError, load_dataset
-    from tasks.ingest import ingest as run_ingest
-    from tasks.labels import CleanLabelStore
-    from tasks.review import RUN_FOLD_PROBA, RUN_METRICS, RUN_PROBA, review_dataset
+    from relabel.tasks.ingest import IngestError, load_dataset
+    from relabel.tasks.ingest import ingest as run_ingest
+    from relabel.tasks.labels import CleanLabelStore
+    from relabel.tasks.review import RUN_FOLD_PROBA, RUN_METRICS, RUN_PROBA, review_dataset
 
     try:
         run_info: dict = {}
@@ -201,7 +201,7 @@ def run(
     if refresh_cache:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
     _use_prefect_console_logging()
-    from flows.pipeline import pipeline
+    from relabel.flows.pipeline import pipeline
 
     state = pipeline(config=config, return_state=True)
     if not state.is_completed():
@@ -221,8 +221,7 @@ def _use_prefect_console_logging() -> None:
     import prefect.logging.configuration as prefect_logging
 
     prefect_logging.setup_logging(incremental=False)
-    for name in ("tasks", "flows", "relabel"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger("relabel").setLevel(logging.INFO)
 
 
 def _validation_message(exc: Exception) -> str:
@@ -305,9 +304,9 @@ def labels_add(
     from pydantic import ValidationError
 
     from relabel.config import PipelineConfig
-    from tasks.ingest import IngestError
-    from tasks.ingest import ingest as run_ingest
-    from tasks.labels import CleanLabelStore
+    from relabel.tasks.ingest import IngestError
+    from relabel.tasks.ingest import ingest as run_ingest
+    from relabel.tasks.labels import CleanLabelStore
 
     try:
         # Absolute paths: the retrain this event starts runs in the worker's folder.
@@ -341,8 +340,8 @@ def labels_add(
         return
     from prefect.events.worker import EventsWorker
 
-    from flows.watch import emit_labels_updated
     from relabel.fileio import sha256_file
+    from relabel.flows.watch import emit_labels_updated
 
     sent = emit_labels_updated(str(labels_file.resolve()), config, sha256_file(labels_file),
                                version=version.version if version else 0)

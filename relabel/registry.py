@@ -41,6 +41,7 @@ import logging
 import os
 import random
 import socket
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -61,7 +62,20 @@ MODEL_NAME = "relabel-model2"
 CHAMPION, CHALLENGER = "champion", "challenger"
 METRIC_TAG = "relabel.heldout_accuracy"
 LOCK_SUFFIX = ".promotion-lock"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent  # relabel/; relabel.tasks lives in ../tasks
+
+
+def _serving_code(folder: Path) -> Path:
+    """The `relabel` package as a serving environment imports it: relabel/ with the task
+    modules as relabel/tasks/ (the source tree keeps tasks/ at the top; see pyproject's
+    package-dir). Flows are not needed to predict."""
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    target = folder / "relabel"
+    shutil.copytree(PACKAGE_DIR, target, ignore=ignore)
+    shutil.copytree(PACKAGE_DIR.parent / "tasks", target / "tasks", ignore=ignore)
+    return target
 
 
 class PromotionLockTimeout(TimeoutError):
@@ -106,12 +120,12 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
-        from tasks.train import load_model
+        from relabel.tasks.train import load_model
 
         self._model = load_model(context.artifacts["keras_model"])
 
     def predict(self, context, model_input, params=None):
-        from tasks.predict import predict_batch
+        from relabel.tasks.predict import predict_batch
 
         images = np.asarray(model_input)
         if images.dtype != np.uint8:
@@ -169,20 +183,21 @@ def log_keras_classifier(run_id: str, keras_path: str | os.PathLike[str],
         if keras_flavour:
             from mlflow import keras as mlflow_keras
 
-            from tasks.train import load_model
+            from relabel.tasks.train import load_model
 
             keras_signature = mlflow.models.ModelSignature(inputs=signature.inputs)
             # No input_example: mlflow.keras.log_model(input_example=...) fails in 3.17.2.
             mlflow_keras.log_model(load_model(keras_path), name=f"{name}-keras",
                                    signature=keras_signature, pip_requirements=requirements)
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=ImageClassifier(),
-            artifacts={"keras_model": str(keras_path)},
-            code_paths=[str(PROJECT_ROOT / "relabel"), str(PROJECT_ROOT / "tasks")],
-            signature=signature,
-            pip_requirements=requirements,
-        )
+        with tempfile.TemporaryDirectory(prefix="relabel-code-") as staging:
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=ImageClassifier(),
+                artifacts={"keras_model": str(keras_path)},
+                code_paths=[str(_serving_code(Path(staging)))],
+                signature=signature,
+                pip_requirements=requirements,
+            )
     return info.model_uri
 
 

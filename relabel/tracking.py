@@ -399,7 +399,7 @@ class Tracker:
         """Scores of tasks.evaluate.evaluate: `<prefix>_accuracy`, `<prefix>_macro_f1`,
         `<prefix>_f1.<class>`, the classification report and a confusion-matrix PNG.
         Returns the scalar metrics logged."""
-        from tasks.plots import plot_confusion_matrix
+        from relabel.tasks.plots import plot_confusion_matrix
 
         metrics = {f"{prefix}_accuracy": evaluation["accuracy"],
                    f"{prefix}_macro_f1": evaluation["macro_f1"]}
@@ -421,7 +421,7 @@ class Tracker:
                      folder: Path) -> None:
         """Training numbers (seconds, images/s, epochs, ...) and per-epoch curves, as step
         metrics and as a PNG."""
-        from tasks.plots import plot_training_curves
+        from relabel.tasks.plots import plot_training_curves
 
         self.log_metrics(run_id, {f"train_{k}" if not k.startswith("train") else k: v
                                   for k, v in metrics.items()})
@@ -458,7 +458,7 @@ class Tracker:
         `stage_seconds`: optional wall time per stage name, logged as `wall_seconds` on
         that stage's run. Returns the run ids.
         """
-        from tasks.plots import plot_sample_grid
+        from relabel.tasks.plots import plot_sample_grid
 
         parent = self._parent()
         seconds = dict(stage_seconds or {})
@@ -476,7 +476,7 @@ class Tracker:
                                   "clean_labels_sha256": summary.clean_labels_sha256})
             headline.update(counts)
             try:
-                from tasks.ingest import load_dataset
+                from relabel.tasks.ingest import load_dataset
 
                 data = load_dataset(summary.dataset_dir)
                 grid = plot_sample_grid(data.images, data.noisy_labels, data.clean_labels,

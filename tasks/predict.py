@@ -35,7 +35,7 @@ def predict(model, image: np.ndarray, tta: bool = True) -> str:
 
 def predict_batch(model, images: np.ndarray, tta: bool = True) -> np.ndarray:
     """Predicted class index of each image of `images` uint8 [n, 32, 32, 3], int64 [n]."""
-    from tasks.train import predict_proba
+    from relabel.tasks.train import predict_proba
 
     images = _check_batch(images)
     if images.shape[0] == 0:

@@ -35,10 +35,10 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from relabel.tasks.ingest import Dataset
 
 from relabel import CLASS_NAMES, NUM_CLASSES
 from relabel.fileio import atomic_path, write_json_atomic, write_text_atomic
-from tasks.ingest import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -794,7 +794,7 @@ def review_dataset(
         dataset.noisy_labels, pred_probs, indices=np.flatnonzero(examine), method=method
     )
     if transition is None and clean_mask.any():
-        from tasks.noise import estimate_transition
+        from relabel.tasks.noise import estimate_transition
 
         transition = estimate_transition(
             clean[clean_mask], dataset.noisy_labels[clean_mask], NUM_CLASSES

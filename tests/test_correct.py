@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from tasks.correct import correct_labels, correction_accuracy, fit_temperature, temper
+from relabel.tasks.correct import correct_labels, correction_accuracy, fit_temperature, temper
 
 
 def _synthetic(n: int = 20_000, seed: int = 0):

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from tasks.baseline import fit_baseline, predict_baseline
-from tasks.features import NUM_FEATURES, rgb_histogram, rgb_histogram_loop
+from relabel.tasks.baseline import fit_baseline, predict_baseline
+from relabel.tasks.features import NUM_FEATURES, rgb_histogram, rgb_histogram_loop
 
 
 def _random_images(n: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:

@@ -51,7 +51,7 @@ def no_tracking() -> Any:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tasks.demodata import generate_demo_data
+    from relabel.tasks.demodata import generate_demo_data
 
     root = tmp_path_factory.mktemp("flows")
     data = generate_demo_data(root / "data", num_train=600, num_clean=200, num_test=100)
@@ -80,9 +80,10 @@ def stage_states(*flow_run_ids: UUID) -> dict[str, str]:
 def test_ingest_and_label_stages_pass_artifacts_by_reference(
     workspace: dict[str, Path], tmp_path: Path
 ) -> None:
-    from flows.artifacts import load_array
-    from flows.retrain import merge_new_labels
-    from flows.stages import ingest_dataset, resolve_clean_labels, split_clean_labels
+    from relabel.flows.artifacts import load_array
+    from relabel.flows.retrain import merge_new_labels
+    from relabel.flows.stages import ingest_dataset, resolve_clean_labels, split_clean_labels
+
     from relabel.fileio import sha256_file
 
     cache = tmp_path / "cache"
@@ -114,8 +115,7 @@ def test_ingest_and_label_stages_pass_artifacts_by_reference(
 
 def test_make_task_runner_follows_the_config() -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
-
-    from flows.runners import make_task_runner
+    from relabel.flows.runners import make_task_runner
 
     runner = make_task_runner(PipelineConfig(profile="smoke"))
     assert isinstance(runner, ThreadPoolTaskRunner)
@@ -125,7 +125,7 @@ def test_make_task_runner_follows_the_config() -> None:
 def test_watcher_announces_each_new_content_once(
     tmp_path: Path, prefect_api: str
 ) -> None:
-    from flows.watch import CLEAN_LABELS_UPDATED, emit_labels_updated, watch_clean_labels
+    from relabel.flows.watch import CLEAN_LABELS_UPDATED, emit_labels_updated, watch_clean_labels
 
     config = PipelineConfig(cache_dir=tmp_path / "cache")
     labels = tmp_path / "inbox.csv"
@@ -149,9 +149,9 @@ def test_watcher_and_retrain_read_labels_from_s3(
     """An S3 prefix of label CSVs on a real S3-compatible store (SeaweedFS on 127.0.0.1):
     each new or rewritten CSV is announced once; the retrain flow downloads the object."""
     from live_servers import SeaweedFS
+    from relabel.flows.retrain import local_labels_file
+    from relabel.flows.watch import watch_clean_labels
 
-    from flows.retrain import local_labels_file
-    from flows.watch import watch_clean_labels
     from relabel.storage import StorageError
 
     with SeaweedFS(tmp_path / "weed", tmp_path / "weed.log") as server:
@@ -183,7 +183,7 @@ def test_watcher_and_retrain_read_labels_from_s3(
 def test_pipeline_completes_then_reruns_from_cache(
     workspace: dict[str, Path], prefect_api: str
 ) -> None:
-    from flows.pipeline import pipeline
+    from relabel.flows.pipeline import pipeline
 
     config = make_config(workspace)
     first = pipeline(config=config, return_state=True)
@@ -251,8 +251,9 @@ def test_killed_run_resumes_at_the_interrupted_stage(
 ) -> None:
     """Kill `relabel run` (SIGKILL, like an OOM kill) while it retrains Model II; the rerun
     takes every earlier stage from the cache and re-executes from the retrain on."""
-    from flows.artifacts import Artifact
-    from flows.pipeline import pipeline
+    from relabel.flows.artifacts import Artifact
+    from relabel.flows.pipeline import pipeline
+
     from relabel.fileio import sha256_file
 
     config = make_config(workspace, out="resumed", seed=1)  # seed 1: nothing cached past ingest
@@ -325,10 +326,10 @@ def test_deployments_train_and_retrain_on_new_labels_event(
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
+    from relabel.tasks.labels import CleanLabelStore
 
     from relabel import prefect_server as stack
     from relabel.fileio import sha256_file
-    from tasks.labels import CleanLabelStore
 
     port = stack.free_port()
     api_url = f"http://127.0.0.1:{port}/api"

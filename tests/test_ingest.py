@@ -9,10 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from relabel import IMAGE_SHAPE
-from tasks.demodata import generate_demo_data
-from tasks.ingest import (
+from relabel.tasks.demodata import generate_demo_data
+from relabel.tasks.ingest import (
     UNKNOWN,
     IngestError,
     clean_labels_from_rows,
@@ -20,6 +18,8 @@ from tasks.ingest import (
     load_dataset,
     read_label_rows,
 )
+
+from relabel import IMAGE_SHAPE
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "course"
 
@@ -214,7 +214,7 @@ def test_demo_data_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_demo_noise_model(tmp_path: Path) -> None:
-    from tasks.demodata import make_noisy_labels
+    from relabel.tasks.demodata import make_noisy_labels
 
     rng = np.random.default_rng(0)
     truth = np.arange(20000) % 10

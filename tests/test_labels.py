@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from flows.artifacts import Artifact, ArtifactMissingError, load_array, save_array
-from tasks.ingest import UNKNOWN
-from tasks.labels import CleanLabelStore, LabelError, merge_labels, read_new_labels
+from relabel.flows.artifacts import Artifact, ArtifactMissingError, load_array, save_array
+from relabel.tasks.ingest import UNKNOWN
+from relabel.tasks.labels import CleanLabelStore, LabelError, merge_labels, read_new_labels
 
 N = 50
 DATASET_HASH = "ab" * 32

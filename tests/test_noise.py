@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from tasks.noise import (
+from relabel.tasks.noise import (
     estimate_transition,
     noise_rates,
     overall_noise_rate,

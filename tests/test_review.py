@@ -11,14 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from relabel import NUM_CLASSES
-from relabel.cli import app
-from tasks.demodata import generate_demo_data
-from tasks.ingest import UNKNOWN, ingest, read_label_rows
-from tasks.labels import CleanLabelStore, LabelError
-from tasks.review import (
+from relabel.tasks.demodata import generate_demo_data
+from relabel.tasks.ingest import UNKNOWN, ingest, read_label_rows
+from relabel.tasks.labels import CleanLabelStore, LabelError
+from relabel.tasks.review import (
     GALLERY_HTML,
     ISSUES_CSV,
     REQUESTS_CSV,
@@ -30,6 +26,10 @@ from tasks.review import (
     write_requests_csv,
     write_review,
 )
+from typer.testing import CliRunner
+
+from relabel import NUM_CLASSES
+from relabel.cli import app
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -151,7 +151,7 @@ def test_request_scores_prefer_uncertain_images() -> None:
     assert np.all(np.diff(req.scores) <= 1e-12)  # ranked by gain without balancing
     rest = np.setdiff1d(np.arange(2000), req.image_ids - 1)
     posterior_entropy_floor = req.scores.min()
-    from tasks.review import request_scores
+    from relabel.tasks.review import request_scores
 
     scores, _ = request_scores(proba, noisy_labels=noisy, transition=_transition())
     assert np.all(scores[rest] <= posterior_entropy_floor + 1e-12)

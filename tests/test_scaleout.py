@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
+from relabel.flows.runners import local_dask_cluster_kwargs, make_task_runner
 
-from flows.runners import local_dask_cluster_kwargs, make_task_runner
 from relabel.config import PROFILES, PipelineConfig
 
 
@@ -55,8 +55,7 @@ def test_one_device_means_no_distribution() -> None:
     """Multi-GPU is tasks.train's MirroredStrategy; with at most one GPU (this machine: none)
     it must be the default strategy, one replica, so batch size and learning rate stay put."""
     import tensorflow as tf
-
-    from tasks.train import distribution_strategy
+    from relabel.tasks.train import distribution_strategy
 
     if len(tf.config.list_logical_devices("GPU")) > 1:
         pytest.skip("several GPUs visible: the MirroredStrategy path applies")
@@ -77,14 +76,14 @@ def test_ray_without_its_extra_says_how_to_install_it(monkeypatch: pytest.Monkey
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tasks.demodata import generate_demo_data
+    from relabel.tasks.demodata import generate_demo_data
 
     return generate_demo_data(tmp_path_factory.mktemp("scaleout") / "data", num_train=600,
                               num_clean=400, num_test=50, seed=3)
 
 
 def _run_folds(config: PipelineConfig) -> list:
-    from flows.scaleout import clean_folds
+    from relabel.flows.scaleout import clean_folds
 
     return clean_folds(config)
 
@@ -99,7 +98,7 @@ def sequential_folds(demo_data: Path, tmp_path_factory: pytest.TempPathFactory,
                      prefect_api: str) -> list:
     """The reference: the folds one after another (a one-thread runner) in this process."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("flows.scaleout.make_task_runner",
+        patch.setattr("relabel.flows.scaleout.make_task_runner",
                       lambda config: ThreadPoolTaskRunner(max_workers=1))
         return _run_folds(_config(demo_data, tmp_path_factory.mktemp("sequential")))
 
@@ -126,7 +125,7 @@ def dask_folds(demo_data: Path, tmp_path_factory: pytest.TempPathFactory,
 
 
 def _assert_same_folds(left_folds: list, right_folds: list) -> None:
-    from flows.artifacts import load_array
+    from relabel.flows.artifacts import load_array
 
     assert [f.fold for f in left_folds] == [f.fold for f in right_folds] == [0, 1]
     for a, b in zip(left_folds, right_folds, strict=True):

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from tasks.correct import Correction
-from tasks.retrain import retrain_targets
-from tasks.split import kfold_splits, plan_splits, validation_split
+from relabel.tasks.correct import Correction
+from relabel.tasks.retrain import retrain_targets
+from relabel.tasks.split import kfold_splits, plan_splits, validation_split
 
 
 def _clean_labels(n: int = 5000, known: int = 1500, seed: int = 0) -> np.ndarray:

@@ -54,11 +54,11 @@ def tracking(servers, monkeypatch: pytest.MonkeyPatch) -> tuple[SeaweedFS, Mlflo
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A real (tiny) Model II: 2 epochs of the smoke profile on 300 demo images."""
-    from tasks.demodata import generate_demo_data
-    from tasks.evaluate import evaluate
-    from tasks.ingest import ingest
-    from tasks.predict import predict_batch
-    from tasks.train import save_model, train_classifier
+    from relabel.tasks.demodata import generate_demo_data
+    from relabel.tasks.evaluate import evaluate
+    from relabel.tasks.ingest import ingest
+    from relabel.tasks.predict import predict_batch
+    from relabel.tasks.train import save_model, train_classifier
 
     root = tmp_path_factory.mktemp("model")
     data_dir = generate_demo_data(root / "data", num_train=300, num_clean=100, num_test=40)
@@ -299,12 +299,12 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
     """The real Prefect pipeline (smoke profile, tiny demo data) against the server: the run
     tree, metrics, artifacts and registry decision a user sees; `relabel compare` lists it."""
     import mlflow
+    from relabel.flows.pipeline import pipeline
+    from relabel.tasks.demodata import generate_demo_data
     from typer.testing import CliRunner
 
-    from flows.pipeline import pipeline
     from relabel.cli import app
     from relabel.registry import MODEL_NAME
-    from tasks.demodata import generate_demo_data
 
     data_dir = generate_demo_data(tmp_path / "data", num_train=300, num_clean=150, num_test=40)
     config = PipelineConfig(data=str(data_dir), output_dir=tmp_path / "out",

@@ -7,16 +7,22 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from relabel.tasks.clean_model import combine_folds, train_clean_fold
+from relabel.tasks.demodata import generate_demo_data
+from relabel.tasks.ingest import ingest
+from relabel.tasks.model1 import train_model1
+from relabel.tasks.models import ARCHITECTURES, build_model, forward_flops
+from relabel.tasks.noise import estimate_transition
+from relabel.tasks.split import plan_splits
+from relabel.tasks.train import (
+    augment_batch,
+    load_model,
+    predict_proba,
+    save_model,
+    train_classifier,
+)
 
 from relabel.config import PROFILES
-from tasks.clean_model import combine_folds, train_clean_fold
-from tasks.demodata import generate_demo_data
-from tasks.ingest import ingest
-from tasks.model1 import train_model1
-from tasks.models import ARCHITECTURES, build_model, forward_flops
-from tasks.noise import estimate_transition
-from tasks.split import plan_splits
-from tasks.train import augment_batch, load_model, predict_proba, save_model, train_classifier
 
 SMOKE = PROFILES["smoke"]
 
@@ -164,7 +170,7 @@ def test_mirrored_strategy_path_trains_on_two_devices():
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from relabel.config import PROFILES
-        from tasks.train import train_classifier
+        from relabel.tasks.train import train_classifier
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         rng = np.random.default_rng(0)
         x = rng.integers(0, 256, (512, 32, 32, 3), dtype=np.uint8)
@@ -199,7 +205,7 @@ CONCURRENT_TRAININGS = textwrap.dedent("""
     import sys, threading
     import numpy as np
     from relabel.config import PROFILES
-    from tasks.train import predict_proba, train_classifier
+    from relabel.tasks.train import predict_proba, train_classifier
 
     profile = PROFILES["cpu"]  # the network that crashed on the reference data
     rng = np.random.default_rng(0)

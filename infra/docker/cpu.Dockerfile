@@ -63,5 +63,5 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2
 USER relabel
 # Fail the build, not the first flow run, if an import is broken in this environment.
-RUN python -c "import relabel.cli, tasks.ingest, flows, cv2, tensorflow, prefect, prefect_dask, mlflow, psycopg2"
+RUN python -c "import relabel.cli, relabel.tasks.ingest, relabel.flows, cv2, tensorflow, prefect, prefect_dask, mlflow, psycopg2"
 CMD ["prefect", "worker", "start", "--pool", "relabel-local", "--type", "process"]

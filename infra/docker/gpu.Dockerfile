@@ -66,5 +66,5 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2
 USER relabel
 # Imports only (there is no GPU at build time); infra/gpu-check.sh checks the GPU at run time.
-RUN python -c "import relabel.cli, tasks.ingest, flows, cv2, tensorflow, prefect, prefect_dask, mlflow"
+RUN python -c "import relabel.cli, relabel.tasks.ingest, relabel.flows, cv2, tensorflow, prefect, prefect_dask, mlflow"
 CMD ["bash", "infra/gpu-check.sh"]
