@@ -41,6 +41,7 @@ RUNNERS = ("threads", "dask-new", "dask-running")
 def timed_fan_out(config: PipelineConfig) -> float:
     """Seconds the k fold tasks take on `config.task_runner`, inside a Prefect flow."""
     from prefect import flow
+
     from relabel.flows.scaleout import fan_out_folds, fold_inputs
     from relabel.flows.stages import results_in
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from distributed import LocalCluster
     from prefect.testing.utilities import prefect_test_harness
+
     from relabel.flows.runners import local_dask_cluster_kwargs
 
     folds = PROFILES[args.profile].folds

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from relabel.tasks.features import rgb_histogram, rgb_histogram_loop
 from relabel.tasks.ingest import ingest
 

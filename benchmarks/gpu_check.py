@@ -64,6 +64,7 @@ def visible_gpus() -> list[str]:
 def load_training_data(args: argparse.Namespace, workdir: Path):
     """(train_images, train_labels, test_images, test_labels) with true labels."""
     import numpy as np
+
     from relabel.tasks.ingest import ingest
 
     if args.data is None:
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, float | int | str]:
         return {**plan, "dry_run": 1}
 
     import numpy as np
+
     from relabel.tasks.train import predict_proba, train_classifier
 
     with tempfile.TemporaryDirectory(prefix="relabel-gpu-check-") as tmp:

@@ -35,6 +35,7 @@ def _current_rss_mb() -> float:
 def _variant(name: str, data: str, cache: str, workers: int) -> dict[str, float]:
     import cv2
     import numpy as np
+
     from relabel.tasks.ingest import (
         TRAIN_DIR,
         TRAIN_NAME,

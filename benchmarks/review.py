@@ -75,15 +75,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
 
+    from relabel import CLASS_NAMES, NUM_CLASSES
+    from relabel.config import PROFILES
     from relabel.tasks.clean_model import combine_folds, train_clean_fold
     from relabel.tasks.ingest import ingest
     from relabel.tasks.noise import estimate_transition
     from relabel.tasks.review import find_label_issues, issue_precision, request_labels
     from relabel.tasks.split import kfold_splits
     from relabel.tasks.train import predict_proba, train_classifier
-
-    from relabel import CLASS_NAMES, NUM_CLASSES
-    from relabel.config import PROFILES
 
     started = time.perf_counter()
     profile = PROFILES["smoke"].model_copy(update={

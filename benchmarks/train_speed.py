@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+
 from relabel.tasks.models import build_model, forward_flops
 from relabel.tasks.train import augment_batch
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+
+from relabel.config import PipelineConfig
 from relabel.flows.runners import make_task_runner
 from relabel.flows.stages import (
     DatasetRef,
@@ -36,8 +38,6 @@ from relabel.flows.stages import (
     train_clean_model,
     train_model1,
 )
-
-from relabel.config import PipelineConfig
 from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from relabel.flows.pipeline import PipelineSummary, pipeline
-from relabel.flows.stages import IO_RETRIES, DatasetRef, ingest_dataset, results_in
 
 from relabel.config import PipelineConfig
+from relabel.flows.pipeline import PipelineSummary, pipeline
+from relabel.flows.stages import IO_RETRIES, DatasetRef, ingest_dataset, results_in
 
 
 def local_labels_file(labels_file: str, cache_dir: Path) -> Path:
@@ -52,6 +52,7 @@ def merge_new_labels(
     clean label), confirmed (repeated an existing label), changed (replaced one).
     """
     import numpy as np
+
     from relabel.tasks.labels import CleanLabelStore
 
     store = CleanLabelStore(cache_dir, dataset.content_hash)

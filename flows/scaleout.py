@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from prefect import flow
+
+from relabel.config import PipelineConfig
 from relabel.flows.artifacts import Artifact
 from relabel.flows.runners import make_task_runner
 from relabel.flows.stages import (
@@ -33,8 +35,6 @@ from relabel.flows.stages import (
     train_clean_model,
     train_model1,
 )
-
-from relabel.config import PipelineConfig
 
 
 class FoldInputs(NamedTuple):

@@ -37,10 +37,10 @@ from prefect.context import TaskRunContext
 from prefect.task_runners import TaskRunner
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
-from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
 
 from relabel.config import TrainProfile
 from relabel.fileio import atomic_path, write_json_atomic
+from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
 
 # Cache key = inputs + task source. Results are JSON: small, readable, never pickled arrays.
 COMPUTE: dict[str, Any] = dict(
@@ -380,6 +380,7 @@ def explore_noise(
     clean_labels: Artifact, noisy_labels: Artifact, split: SplitRef, cache_dir: Path
 ) -> NoiseReport:
     """Estimate the noise transition matrix on the clean training images and plot it."""
+    from relabel import CLASS_NAMES
     from relabel.tasks.noise import (
         estimate_transition,
         noise_rates,
@@ -387,8 +388,6 @@ def explore_noise(
         plot_noise_rates,
         plot_transition,
     )
-
-    from relabel import CLASS_NAMES
 
     idx = load_array(split.train_idx)
     transition = estimate_transition(load_array(clean_labels)[idx], load_array(noisy_labels)[idx])
@@ -437,6 +436,7 @@ def train_baseline(
     import time
 
     import joblib
+
     from relabel.tasks.baseline import fit_baseline
 
     x, noisy = load_array(features.train), load_array(noisy_labels)
@@ -537,9 +537,8 @@ def train_clean_model(
 def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) -> CleanModelRef:
     """Out-of-fold probabilities on the clean training images, the fold ensemble's mean
     everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review."""
-    from relabel.tasks.clean_model import FoldResult, combine_folds
-
     from relabel import NUM_CLASSES
+    from relabel.tasks.clean_model import FoldResult, combine_folds
 
     results = [
         FoldResult(fold=f.fold, holdout_idx=load_array(f.holdout_idx),
@@ -625,6 +624,7 @@ def _predict(model: TrainedModel, images: np.ndarray, features: np.ndarray | Non
              profile: TrainProfile) -> np.ndarray:
     if model.kind == "sklearn":
         import joblib
+
         from relabel.tasks.baseline import predict_baseline
 
         return predict_baseline(joblib.load(model.model.local_path()), features)

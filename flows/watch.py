@@ -19,10 +19,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from relabel.flows.stages import IO_RETRIES
 
 from relabel.config import PipelineConfig
 from relabel.fileio import sha256_file, sha256_text, write_json_atomic
+from relabel.flows.stages import IO_RETRIES
 
 CLEAN_LABELS_UPDATED = "relabel.clean-labels.updated"
 

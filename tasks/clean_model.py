@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from relabel.tasks.train import TrainResult, predict_proba, train_classifier
 
 from relabel.config import TrainProfile
+from relabel.tasks.train import TrainResult, predict_proba, train_classifier
 
 
 @dataclass

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from relabel.fileio import atomic_path, sha256_array, write_json_atomic
 from relabel.tasks.ingest import (
     UNKNOWN,
     IngestError,
@@ -37,8 +39,6 @@ from relabel.tasks.ingest import (
     clean_labels_from_rows,
     read_label_rows,
 )
-
-from relabel.fileio import atomic_path, sha256_array, write_json_atomic
 
 MAX_LISTED = 10
 ID_COLUMN_NAMES = {"image_id", "id", "image", "imageid", "image id"}

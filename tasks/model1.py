@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from relabel.tasks.train import TrainResult, train_classifier
 
 from relabel.config import TrainProfile
+from relabel.tasks.train import TrainResult, train_classifier
 
 
 def train_model1(

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from relabel.tasks.correct import Correction
-from relabel.tasks.train import TrainResult, train_classifier
 
 from relabel import NUM_CLASSES
 from relabel.config import TrainProfile
+from relabel.tasks.correct import Correction
+from relabel.tasks.train import TrainResult, train_classifier
 
 
 def retrain_targets(

@@ -35,10 +35,10 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from relabel.tasks.ingest import Dataset
 
 from relabel import CLASS_NAMES, NUM_CLASSES
 from relabel.fileio import atomic_path, write_json_atomic, write_text_atomic
+from relabel.tasks.ingest import Dataset
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from relabel.tasks.models import build_model, forward_flops, init_whitening
 
 from relabel import NUM_CLASSES
 from relabel.config import TrainProfile
+from relabel.tasks.models import build_model, forward_flops, init_whitening
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from relabel.tasks.correct import correct_labels, correction_accuracy, fit_temperature, temper
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from relabel.tasks.baseline import fit_baseline, predict_baseline
 from relabel.tasks.features import NUM_FEATURES, rgb_histogram, rgb_histogram_loop
 

@@ -80,11 +80,10 @@ def stage_states(*flow_run_ids: UUID) -> dict[str, str]:
 def test_ingest_and_label_stages_pass_artifacts_by_reference(
     workspace: dict[str, Path], tmp_path: Path
 ) -> None:
+    from relabel.fileio import sha256_file
     from relabel.flows.artifacts import load_array
     from relabel.flows.retrain import merge_new_labels
     from relabel.flows.stages import ingest_dataset, resolve_clean_labels, split_clean_labels
-
-    from relabel.fileio import sha256_file
 
     cache = tmp_path / "cache"
     data = ingest_dataset.fn(str(workspace["data"]), cache)
@@ -115,6 +114,7 @@ def test_ingest_and_label_stages_pass_artifacts_by_reference(
 
 def test_make_task_runner_follows_the_config() -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
+
     from relabel.flows.runners import make_task_runner
 
     runner = make_task_runner(PipelineConfig(profile="smoke"))
@@ -149,9 +149,9 @@ def test_watcher_and_retrain_read_labels_from_s3(
     """An S3 prefix of label CSVs on a real S3-compatible store (SeaweedFS on 127.0.0.1):
     each new or rewritten CSV is announced once; the retrain flow downloads the object."""
     from live_servers import SeaweedFS
+
     from relabel.flows.retrain import local_labels_file
     from relabel.flows.watch import watch_clean_labels
-
     from relabel.storage import StorageError
 
     with SeaweedFS(tmp_path / "weed", tmp_path / "weed.log") as server:
@@ -251,10 +251,9 @@ def test_killed_run_resumes_at_the_interrupted_stage(
 ) -> None:
     """Kill `relabel run` (SIGKILL, like an OOM kill) while it retrains Model II; the rerun
     takes every earlier stage from the cache and re-executes from the retrain on."""
+    from relabel.fileio import sha256_file
     from relabel.flows.artifacts import Artifact
     from relabel.flows.pipeline import pipeline
-
-    from relabel.fileio import sha256_file
 
     config = make_config(workspace, out="resumed", seed=1)  # seed 1: nothing cached past ingest
     since = dt.datetime.now(dt.UTC)
@@ -326,10 +325,10 @@ def test_deployments_train_and_retrain_on_new_labels_event(
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
-    from relabel.tasks.labels import CleanLabelStore
 
     from relabel import prefect_server as stack
     from relabel.fileio import sha256_file
+    from relabel.tasks.labels import CleanLabelStore
 
     port = stack.free_port()
     api_url = f"http://127.0.0.1:{port}/api"

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from relabel import IMAGE_SHAPE
 from relabel.tasks.demodata import generate_demo_data
 from relabel.tasks.ingest import (
     UNKNOWN,
@@ -18,8 +20,6 @@ from relabel.tasks.ingest import (
     load_dataset,
     read_label_rows,
 )
-
-from relabel import IMAGE_SHAPE
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "course"
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from relabel.flows.artifacts import Artifact, ArtifactMissingError, load_array, save_array
 from relabel.tasks.ingest import UNKNOWN
 from relabel.tasks.labels import CleanLabelStore, LabelError, merge_labels, read_new_labels

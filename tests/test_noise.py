@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from relabel.tasks.noise import (
     estimate_transition,
     noise_rates,

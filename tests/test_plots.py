@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
+
 from relabel.tasks.plots import plot_confusion_matrix, plot_sample_grid, plot_training_curves
 
 

@@ -4,11 +4,11 @@ import csv
 
 import numpy as np
 import pytest
-from relabel.tasks.predict import predict, predict_batch, write_label_prediction_csv
-from relabel.tasks.train import predict_proba, train_classifier
 
 from relabel import CLASS_NAMES
 from relabel.config import PROFILES
+from relabel.tasks.predict import predict, predict_batch, write_label_prediction_csv
+from relabel.tasks.train import predict_proba, train_classifier
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
+from relabel import NUM_CLASSES
+from relabel.cli import app
 from relabel.tasks.demodata import generate_demo_data
 from relabel.tasks.ingest import UNKNOWN, ingest, read_label_rows
 from relabel.tasks.labels import CleanLabelStore, LabelError
@@ -26,10 +30,6 @@ from relabel.tasks.review import (
     write_requests_csv,
     write_review,
 )
-from typer.testing import CliRunner
-
-from relabel import NUM_CLASSES
-from relabel.cli import app
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
-from relabel.flows.runners import local_dask_cluster_kwargs, make_task_runner
 
 from relabel.config import PROFILES, PipelineConfig
+from relabel.flows.runners import local_dask_cluster_kwargs, make_task_runner
 
 
 def test_threads_is_the_default_and_runs_one_fold_at_a_time() -> None:
@@ -55,6 +55,7 @@ def test_one_device_means_no_distribution() -> None:
     """Multi-GPU is tasks.train's MirroredStrategy; with at most one GPU (this machine: none)
     it must be the default strategy, one replica, so batch size and learning rate stay put."""
     import tensorflow as tf
+
     from relabel.tasks.train import distribution_strategy
 
     if len(tf.config.list_logical_devices("GPU")) > 1:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from relabel.tasks.correct import Correction
 from relabel.tasks.retrain import retrain_targets
 from relabel.tasks.split import kfold_splits, plan_splits, validation_split

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from live_servers import SECRET_KEY, SeaweedFS
-from relabel.tasks.demodata import generate_demo_data
-from relabel.tasks.ingest import ingest
 from typer.testing import CliRunner
 
 from relabel import storage
 from relabel.storage import StorageError, fetch_prefix, prefix_fingerprint, upload_directory
+from relabel.tasks.demodata import generate_demo_data
+from relabel.tasks.ingest import ingest
 
 pytestmark = pytest.mark.slow
 BUCKET = "relabel-data"

@@ -299,12 +299,12 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
     """The real Prefect pipeline (smoke profile, tiny demo data) against the server: the run
     tree, metrics, artifacts and registry decision a user sees; `relabel compare` lists it."""
     import mlflow
-    from relabel.flows.pipeline import pipeline
-    from relabel.tasks.demodata import generate_demo_data
     from typer.testing import CliRunner
 
     from relabel.cli import app
+    from relabel.flows.pipeline import pipeline
     from relabel.registry import MODEL_NAME
+    from relabel.tasks.demodata import generate_demo_data
 
     data_dir = generate_demo_data(tmp_path / "data", num_train=300, num_clean=150, num_test=40)
     config = PipelineConfig(data=str(data_dir), output_dir=tmp_path / "out",

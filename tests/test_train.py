@@ -7,6 +7,8 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from relabel.config import PROFILES
 from relabel.tasks.clean_model import combine_folds, train_clean_fold
 from relabel.tasks.demodata import generate_demo_data
 from relabel.tasks.ingest import ingest
@@ -21,8 +23,6 @@ from relabel.tasks.train import (
     save_model,
     train_classifier,
 )
-
-from relabel.config import PROFILES
 
 SMOKE = PROFILES["smoke"]
 
