@@ -42,8 +42,8 @@ def timed_fan_out(config: PipelineConfig) -> float:
     """Seconds the k fold tasks take on `config.task_runner`, inside a Prefect flow."""
     from prefect import flow
 
+    from relabel.flows.policies import results_in
     from relabel.flows.scaleout import fan_out_folds, fold_inputs
-    from relabel.flows.stages import results_in
 
     @flow(name="relabel-fanout-benchmark")
     def measure(config: PipelineConfig) -> float:

@@ -17,11 +17,10 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from relabel.config import PipelineConfig
+from relabel.flows.policies import results_in
+from relabel.flows.records import DatasetRef, FoldRef, PipelineSummary
 from relabel.flows.runners import make_task_runner
 from relabel.flows.stages import (
-    DatasetRef,
-    FoldRef,
-    PipelineSummary,
     combine_clean_folds,
     correct_noisy_labels,
     explore_noise,
@@ -29,7 +28,6 @@ from relabel.flows.stages import (
     ingest_dataset,
     publish_results,
     resolve_clean_labels,
-    results_in,
     retrain_model2,
     run_labels,
     score_model,
@@ -38,7 +36,12 @@ from relabel.flows.stages import (
     train_clean_model,
     train_model1,
 )
-from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
+from relabel.tracking import (
+    finish_tracking,
+    mark_failed_hook,
+    prefect_stage_seconds,
+    start_tracking,
+)
 
 
 def run_name(profile: str, data_hash: str) -> str:
@@ -112,6 +115,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 correction=correction, models={m.name: m for m in models},
                 scores={s.name: s for s in scores},
             )
+            summary.stage_seconds = prefect_stage_seconds()
             summary.outputs = publish_results(config.output_dir, summary)
             finish_tracking(tracker, summary, folds)
     get_run_logger().info("results in %s: %s", config.output_dir, summary.headline())

@@ -20,16 +20,13 @@ from prefect import flow
 
 from relabel.config import PipelineConfig
 from relabel.flows.artifacts import Artifact
+from relabel.flows.policies import results_in
+from relabel.flows.records import DatasetRef, FoldRef, SplitRef, TrainedModel
 from relabel.flows.runners import make_task_runner
 from relabel.flows.stages import (
-    DatasetRef,
-    FoldRef,
-    SplitRef,
-    TrainedModel,
     explore_noise,
     ingest_dataset,
     resolve_clean_labels,
-    results_in,
     run_labels,
     split_clean_labels,
     train_clean_model,

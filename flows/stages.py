@@ -2,27 +2,16 @@
 
 A wrapper loads its inputs from `Artifact`s (path + SHA-256), calls the stage function on
 plain arrays, stores what it produced as new artifacts under the cache dir, and returns a
-small pydantic record: artifact references plus the stage's numbers (`metrics`, `history`)
-for the flow to report or hand to a tracker. Prefect persists these records as JSON under
-`CACHE_DIR/prefect-results` (see `flows.pipeline.results_in`).
-
-Caching and retries are declared in the decorators:
-
-- deterministic compute (`COMPUTE`): cache key = hash of the task's inputs (artifact
-  references, the relevant slice of the config) + the task's source code, no retries: a
-  rerun with unchanged data and config is served from the cache, and an edited stage
-  recomputes itself and everything downstream (its output artifacts get new hashes);
-- I/O (`IO_RETRIES`): reading the dataset, writing results: retried with exponential
-  backoff, because a network filesystem or S3 hiccup is not a reason to fail a long run.
-
-Heavy libraries (TensorFlow via tasks.train, scikit-learn) are imported inside the tasks.
+small record (flows/records.py): artifact references plus the stage's numbers (`metrics`,
+`history`) for the flow to report or hand to a tracker. Caching and retries:
+flows/policies.py. Heavy libraries (TensorFlow via relabel.tasks.train, scikit-learn) are
+imported inside the tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -30,74 +19,27 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.task_runners import TaskRunner
-from prefect.tasks import exponential_backoff
-from pydantic import BaseModel
 
-from relabel.config import TrainProfile
+from relabel.config import MODEL_TITLES, TrainProfile
 from relabel.fileio import atomic_path, write_json_atomic
 from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
-
-# Cache key = inputs + task source. Results are JSON: small, readable, never pickled arrays.
-COMPUTE: dict[str, Any] = dict(
-    cache_policy=INPUTS + TASK_SOURCE, persist_result=True, result_serializer="json"
+from relabel.flows.policies import COMPUTE, IO_RETRIES
+from relabel.flows.records import (
+    CleanModelRef,
+    CorrectionRef,
+    DatasetRef,
+    FeaturesRef,
+    FoldRef,
+    ModelScores,
+    NoiseReport,
+    PipelineSummary,
+    SplitRef,
+    TrainedModel,
 )
-
-
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a retry can fix: OS/network errors and storage faults, not bad input
-    (IngestError/LabelError are ValueErrors) or bugs."""
-    from relabel.storage import StorageError
-
-    try:
-        state.result()
-    except (OSError, StorageError):
-        return True
-    except Exception:  # noqa: BLE001 - anything else is permanent
-        return False
-    return False
-
-
-# I/O: three retries after 2 s, 4 s, 8 s (+-20% jitter so parallel retries do not align).
-IO_RETRIES: dict[str, Any] = dict(
-    retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.2, retry_condition_fn=_transient,
-)
-MODEL_NAMES = {"baseline": "Baseline", "model1": "Model I", "model2": "Model II"}
-
-
-# ------------------------------------------------------------- result storage, names
-
-
-@contextlib.contextmanager
-def results_in(cache_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """Persist every task result inside this block under `CACHE_DIR/prefect-results`.
-
-    Results (artifact records) and the artifacts they point at then live and die together:
-    deleting the cache dir can never leave a cached result pointing at a missing file. The
-    cache dir is a run parameter, so this is set on the running flow's context rather than
-    in the decorators; thread, Dask and Ray runners all carry the context to their tasks.
-    """
-    from prefect.context import FlowRunContext
-    from prefect.filesystems import LocalFileSystem
-
-    folder = Path(cache_dir).resolve() / "prefect-results"
-    folder.mkdir(parents=True, exist_ok=True)
-    context = FlowRunContext.get()
-    if context is None:
-        raise RuntimeError("results_in() must be used inside a running flow")
-    store = context.result_store.model_copy(
-        update={"result_storage": LocalFileSystem(basepath=str(folder)), "metadata_storage": None}
-    )
-    with context.model_copy(update={"result_store": store}):
-        yield folder
-
-
-
 
 # "<profile> <data hash>" of the running pipeline, for task-run names. A context variable, not
 # Prefect tags: a tagged task run costs extra API calls (tag concurrency slots) per task.
@@ -138,146 +80,6 @@ def stage_name(title: str) -> Callable[..., str]:
         return f"{title}{detail} [{label}]" if label else f"{title}{detail}"
 
     return name
-
-
-# --------------------------------------------------------------------- stage records
-
-
-class DatasetRef(BaseModel):
-    """An ingested dataset: its content hash and one artifact per array."""
-
-    content_hash: str
-    directory: str
-    images: Artifact
-    noisy_labels: Artifact
-    clean_labels: Artifact  # the dataset's own; see resolve_clean_labels for merged sets
-    test_images: Artifact | None = None
-    test_labels: Artifact | None = None
-    summary: dict[str, Any] = {}
-
-    @property
-    def short_hash(self) -> str:
-        return self.content_hash[:12]
-
-    @property
-    def num_images(self) -> int:
-        return int(self.summary["num_images"])
-
-
-class SplitRef(BaseModel):
-    """Image indices (0-based, tasks.split.plan_splits): clean-labelled training images
-    (`train_idx`), the held-out validation images (never trained on; scores are reported on
-    them), the images without a clean label used for training (`noisy_idx`; capped by the
-    smoke profile), and k (train, holdout) folds of the clean training images."""
-
-    train_idx: Artifact
-    val_idx: Artifact
-    noisy_idx: Artifact
-    folds: list[tuple[Artifact, Artifact]]
-    counts: dict[str, int]
-
-
-class NoiseReport(BaseModel):
-    """T[i, j] = P(noisy = j | true = i), estimated on the clean training images; per-class
-    noise rates 1 - T[i, i]; and the two plots."""
-
-    transition: Artifact
-    noise_rates: dict[str, float]
-    overall_noise_rate: float
-    plots: dict[str, Artifact]
-
-
-class FeaturesRef(BaseModel):
-    """Colour-histogram features (int64 [n, 15]) of the training and test images."""
-
-    train: Artifact
-    test: Artifact | None = None
-
-
-class TrainedModel(BaseModel):
-    """A trained classifier. `metrics`: seconds, images_per_second, epochs, ...; `history`:
-    per-epoch curves (loss, accuracy, val_accuracy, lr) for Keras models."""
-
-    name: str
-    kind: Literal["sklearn", "keras"]
-    model: Artifact
-    metrics: dict[str, float] = {}
-    history: dict[str, list[float]] = {}
-
-
-class FoldRef(BaseModel):
-    """One clean-model fold: its model and its probabilities on its held-out clean images
-    (out-of-fold) and on every image it did not train on or hold out."""
-
-    fold: int
-    model: TrainedModel
-    holdout_idx: Artifact
-    holdout_proba: Artifact
-    predict_idx: Artifact
-    predict_proba: Artifact
-
-
-class CorrectionRef(BaseModel):
-    """Corrected labels of the images without a clean label (`noisy_idx`): soft `targets`
-    float32 [n, 10], hard `labels`, `confidence`, and `keep` (rows Model II trains on).
-    `metrics`: counts, and `validation_correction_accuracy`: how often the correction
-    recovers the true label on the held-out validation images."""
-
-    noisy_idx: Artifact
-    targets: Artifact
-    labels: Artifact
-    confidence: Artifact
-    keep: Artifact
-    metrics: dict[str, float]
-
-
-class ModelScores(BaseModel):
-    """One model's scores (accuracy, macro_f1, per_class_f1; see tasks.evaluate) on the
-    validation images and, when the test folder has labels, on the test images; plus its
-    predicted test labels (int64 [T])."""
-
-    name: str
-    validation: dict[str, Any]
-    test: dict[str, Any] | None = None
-    test_predictions: Artifact | None = None
-
-
-class CleanModelRef(BaseModel):
-    """The clean model's p(true label | image): `proba` float32 [N, 10] (out-of-fold on the
-    clean training images, fold mean elsewhere, NaN rows where no fold predicted) and
-    `fold_proba` float32 [F, N, 10] (each fold's own predictions, NaN where it made none)."""
-
-    proba: Artifact
-    fold_proba: Artifact
-
-
-class PipelineSummary(BaseModel):
-    """What a run produced: scores per model (validation, and test when labelled), each
-    model's training numbers and curves, the noise estimate, the clean model's and the
-    correction's outputs, and where the published files are. Everything a tracker needs."""
-
-    run_name: str
-    profile: str
-    data_hash: str
-    dataset_dir: str
-    cache_dir: str
-    clean_labels_sha256: str
-    config: dict[str, Any]
-    counts: dict[str, int]
-    noise: NoiseReport
-    clean_model: CleanModelRef | None = None
-    correction: CorrectionRef | None = None
-    models: dict[str, TrainedModel] = {}
-    scores: dict[str, ModelScores] = {}
-    outputs: dict[str, str] = {}
-
-    def headline(self) -> dict[str, float]:
-        """Validation (and test) accuracy per model: the numbers a person looks at first."""
-        out = {f"{n} validation accuracy": s.validation["accuracy"]
-               for n, s in self.scores.items()}
-        out.update({f"{n} test accuracy": s.test["accuracy"]
-                    for n, s in self.scores.items() if s.test})
-        return out
 
 
 # --------------------------------------------------------------------------- stages
@@ -421,10 +223,10 @@ def extract_features(
     return FeaturesRef(train=train, test=test)
 
 
-def _noisy_label_pool(split: SplitRef) -> np.ndarray:
-    """Images trained on with their noisy labels (baseline, Model I): the clean training
-    images and the (capped) noisy ones; never a validation image."""
-    return np.union1d(load_array(split.train_idx), load_array(split.noisy_idx))
+def _noisy_label_pool(split: SplitRef) -> Any:
+    from relabel.tasks.split import noisy_label_pool
+
+    return noisy_label_pool(load_array(split.train_idx), load_array(split.noisy_idx))
 
 
 @task(name="Train baseline", task_run_name=stage_name("Train baseline"), **COMPUTE)
@@ -445,7 +247,7 @@ def train_baseline(
     model = fit_baseline(x[pool], noisy[pool], seed)
     seconds = time.perf_counter() - started
     artifact = save_file(cache_dir, "models", ".joblib", lambda p: joblib.dump(model, p))
-    return TrainedModel(name="Baseline", kind="sklearn", model=artifact,
+    return TrainedModel(name=MODEL_TITLES["baseline"], kind="sklearn", model=artifact,
                         metrics={"seconds": seconds, "train_images": float(len(pool))})
 
 
@@ -472,9 +274,9 @@ def train_model1(
 
     x, noisy = load_array(images, mmap=True), load_array(noisy_labels)
     pool = _noisy_label_pool(split)
-    result = fit_model1(np.asarray(x[pool]), noisy[pool], load_array(noise.transition),
+    result = fit_model1(x[pool], noisy[pool], load_array(noise.transition),
                         profile, seed)
-    return _keras_record("Model I", result, cache_dir)
+    return _keras_record(MODEL_TITLES["model1"], result, cache_dir)
 
 
 def _initial_model(model1: TrainedModel | None, init: str) -> Any:
@@ -498,12 +300,12 @@ def train_clean_fold(
     """One fold of the clean model: trained on the clean labels outside its holdout
     (starting from Model I when `profile.clean_init` says so); predicts its holdout
     (out-of-fold) and every noisy and validation image."""
+    from relabel.tasks.clean_model import fold_prediction_idx
     from relabel.tasks.clean_model import train_clean_fold as fit_fold
 
     x, labels = load_array(images, mmap=True), load_array(clean_labels)
     train_idx, holdout_idx = (load_array(a) for a in split.folds[fold])
-    # Scoring the validation images is not training on them; it measures the correction.
-    predict_idx = np.union1d(load_array(split.noisy_idx), load_array(split.val_idx))
+    predict_idx = fold_prediction_idx(load_array(split.noisy_idx), load_array(split.val_idx))
     result = fit_fold(x, labels, train_idx, holdout_idx, predict_idx, profile, seed, fold,
                       initial_model=_initial_model(model1, profile.clean_init),
                       batch_size=profile.clean_batch_size)
@@ -537,8 +339,7 @@ def train_clean_model(
 def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) -> CleanModelRef:
     """Out-of-fold probabilities on the clean training images, the fold ensemble's mean
     everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review."""
-    from relabel import NUM_CLASSES
-    from relabel.tasks.clean_model import FoldResult, combine_folds
+    from relabel.tasks.clean_model import FoldResult, combine_folds, stack_folds
 
     results = [
         FoldResult(fold=f.fold, holdout_idx=load_array(f.holdout_idx),
@@ -547,13 +348,9 @@ def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) 
                    predict_proba=load_array(f.predict_proba), train=None)
         for f in folds
     ]
-    stacked = np.full((len(results), num_images, NUM_CLASSES), np.nan, dtype=np.float32)
-    for k, fold in enumerate(results):
-        stacked[k, fold.holdout_idx] = fold.holdout_proba
-        stacked[k, fold.predict_idx] = fold.predict_proba
     return CleanModelRef(
         proba=save_array(cache_dir, "clean-model", combine_folds(results, num_images)),
-        fold_proba=save_array(cache_dir, "clean-model", stacked),
+        fold_proba=save_array(cache_dir, "clean-model", stack_folds(results, num_images)),
     )
 
 
@@ -566,31 +363,15 @@ def correct_noisy_labels(
     """New labels for the noisy training images, from the clean model's probabilities
     (temperature fitted on its out-of-fold predictions) and the noisy label: the posterior
     under T, or the old notebook's confidence threshold; `profile.keep_fraction` per class."""
-    from relabel.tasks.correct import correct_labels, correction_accuracy, fit_temperature
+    from relabel.tasks.correct import correct_noisy_images
 
-    p, noisy = load_array(clean_model.proba), load_array(noisy_labels)
-    clean, transition = load_array(clean_labels), load_array(noise.transition)
-    oof, noisy_idx, val_idx = (load_array(a) for a in (split.train_idx, split.noisy_idx,
-                                                        split.val_idx))
-    temperature = fit_temperature(p[oof], clean[oof])
-
-    def correct(idx: np.ndarray) -> Any:
-        return correct_labels(p[idx], noisy[idx], transition, method, threshold,
-                              temperature=temperature, keep_fraction=profile.keep_fraction)
-
-    correction = correct(noisy_idx)
-    on_validation = correct(val_idx)  # true labels known there, never trained on
-    metrics = {
-        "temperature": temperature,
-        "corrected_images": float(len(noisy_idx)),
-        "kept_images": float(correction.keep.sum()),
-        "changed_from_noisy": float((correction.labels != noisy[noisy_idx]).mean())
-        if len(noisy_idx) else 0.0,
-        "validation_correction_accuracy": correction_accuracy(on_validation, clean[val_idx]),
-        "validation_noisy_label_accuracy": float((noisy[val_idx] == clean[val_idx]).mean()),
-    }
+    correction, metrics = correct_noisy_images(
+        load_array(clean_model.proba), load_array(noisy_labels), load_array(clean_labels),
+        load_array(noise.transition), calibration_idx=load_array(split.train_idx),
+        noisy_idx=load_array(split.noisy_idx), val_idx=load_array(split.val_idx),
+        method=method, threshold=threshold, keep_fraction=profile.keep_fraction)
     return CorrectionRef(
-        noisy_idx=save_array(cache_dir, "correction", noisy_idx),
+        noisy_idx=split.noisy_idx,
         targets=save_array(cache_dir, "correction", correction.targets),
         labels=save_array(cache_dir, "correction", correction.labels),
         confidence=save_array(cache_dir, "correction", correction.confidence),
@@ -607,7 +388,7 @@ def retrain_model2(
     """Model II: trained on the clean training labels plus the kept corrected labels
     (starting from Model I when `profile.retrain_init` says so)."""
     from relabel.tasks.correct import Correction
-    from relabel.tasks.retrain import retrain_model2 as fit_model2
+    from relabel.tasks.model2 import retrain_model2 as fit_model2
 
     fix = Correction(
         targets=load_array(correction.targets), labels=load_array(correction.labels),
@@ -617,21 +398,14 @@ def retrain_model2(
                         load_array(clean_labels), load_array(correction.noisy_idx), fix,
                         profile, seed, initial_model=_initial_model(model1, profile.retrain_init),
                         weight_by_confidence=profile.weight_by_confidence)
-    return _keras_record("Model II", result, cache_dir)
+    return _keras_record(MODEL_TITLES["model2"], result, cache_dir)
 
 
-def _predict(model: TrainedModel, images: np.ndarray, features: np.ndarray | None,
-             profile: TrainProfile) -> np.ndarray:
-    if model.kind == "sklearn":
-        import joblib
+def _predict(model: TrainedModel, images: Any, features: Any, profile: TrainProfile) -> Any:
+    from relabel.tasks.predict import predict_labels
 
-        from relabel.tasks.baseline import predict_baseline
-
-        return predict_baseline(joblib.load(model.model.local_path()), features)
-    from relabel.tasks.train import load_model, predict_proba
-
-    keras_model = load_model(model.model.local_path())
-    return predict_proba(keras_model, images, tta=profile.tta).argmax(axis=1).astype(np.int64)
+    return predict_labels(model.kind, model.model.local_path(), images, features,
+                          tta=profile.tta)
 
 
 @task(name="Score model", task_run_name=stage_name("Score"), **COMPUTE)
@@ -646,7 +420,7 @@ def score_model(
     val_idx = load_array(split.val_idx)
     images = load_array(dataset.images, mmap=True)
     feats = load_array(features.train)
-    predicted = _predict(model, np.asarray(images[val_idx]), feats[val_idx], profile)
+    predicted = _predict(model, images[val_idx], feats[val_idx], profile)
     scores = ModelScores(name=model.name,
                          validation=evaluate(load_array(clean_labels)[val_idx], predicted))
     if dataset.test_images is not None:

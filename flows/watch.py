@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from relabel.config import PipelineConfig
 from relabel.fileio import sha256_file, sha256_text, write_json_atomic
-from relabel.flows.stages import IO_RETRIES
+from relabel.flows.policies import IO_RETRIES
 
 CLEAN_LABELS_UPDATED = "relabel.clean-labels.updated"
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 import relabel  # noqa: F401  (sets the offline environment defaults)
+from relabel.config import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, PROFILES, PipelineConfig
 
 app = typer.Typer(
     name="relabel",
@@ -62,8 +63,8 @@ def demo_data(
 @app.command()
 def ingest(
     data: Annotated[str, typer.Argument(help="dataset folder or s3://bucket/prefix")],
-    cache_dir: Path = Path(".relabel-cache"),
-    workers: int | None = None,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    workers: Annotated[int | None, typer.Option(min=1, help="decoding processes")] = None,
 ) -> None:
     """Validate a dataset and write its content-addressed artifact; print the summary."""
     from relabel.tasks.ingest import IngestError
@@ -134,7 +135,7 @@ def review(
                 "give a run folder, or both --proba and --data"
                 + (f" ({run_dir / RUN_METRICS} names no dataset_dir)" if run_dir else "")
             )
-        cache = cache_dir or Path(run_info.get("cache_dir", ".relabel-cache"))
+        cache = cache_dir or Path(run_info.get("cache_dir", DEFAULT_CACHE_DIR))
         for path in (proba, fold_proba):
             if path is not None and not path.is_file():
                 raise IngestError(f"{path}: probabilities file not found")
@@ -166,19 +167,22 @@ def review(
 def run(
     data: Annotated[str, typer.Option(help="dataset folder or s3://bucket/prefix")] = "demo-data",
     profile: Annotated[
-        str, typer.Option(help="training budget: smoke, demo, cpu or gpu")
+        str, typer.Option(help=f"training budget: {', '.join(PROFILES)}")
     ] = "smoke",
     seed: Annotated[int, typer.Option(help="seed of every split and model")] = 0,
     models: Annotated[str, typer.Option(
         help="comma-separated subset of baseline,model1,model2")] = "baseline,model1,model2",
     output_dir: Annotated[Path, typer.Option(
-        help="where label_prediction.csv, metrics.json and plots go")] = Path("runs/latest"),
-    cache_dir: Annotated[Path, typer.Option(help="content-addressed artifact cache")] = Path(
-        ".relabel-cache"),
+        help="where label_prediction.csv, metrics.json and plots go")] = DEFAULT_OUTPUT_DIR,
+    cache_dir: Annotated[Path, typer.Option(
+        help="content-addressed artifact cache")] = DEFAULT_CACHE_DIR,
     task_runner: Annotated[str, typer.Option(
         help="where the clean-model folds run: threads, dask or ray")] = "threads",
     refresh_cache: Annotated[bool, typer.Option(
         help="recompute every stage instead of reusing cached results")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="change a profile field for this run: --set retrain_epochs=20 "
+        "(repeatable)")] = None,
 ) -> None:
     """Run the whole pipeline in this process, on Prefect's temporary local API (no server).
 
@@ -188,16 +192,16 @@ def run(
 
     from pydantic import ValidationError
 
-    from relabel.config import PipelineConfig
-
     try:
         config = PipelineConfig(
             data=data, profile=profile, seed=seed, output_dir=output_dir, cache_dir=cache_dir,
             models=[m.strip() for m in models.split(",") if m.strip()], task_runner=task_runner,
+            overrides=_parse_overrides(set_ or []),
         )
     except ValidationError as exc:
         typer.echo(f"error: invalid option: {_validation_message(exc)}", err=True)
         raise typer.Exit(2) from None
+    _validate_local_data(config)
     if refresh_cache:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
     _use_prefect_console_logging()
@@ -210,6 +214,37 @@ def run(
     summary = state.result()
     typer.echo(json.dumps(summary.headline(), indent=2))
     typer.echo(f"results in {config.output_dir}/: " + ", ".join(sorted(summary.outputs)))
+
+
+def _validate_local_data(config: PipelineConfig) -> None:
+    """Ingest a local dataset before any server or tracking starts, so bad data fails in
+    seconds with the file and line named and leaves no run behind; the flow's ingest stage
+    then finds it in the cache. (An s3:// dataset is fetched and checked by the flow.)"""
+    from relabel.storage import is_s3_uri
+    from relabel.tasks.ingest import IngestError
+    from relabel.tasks.ingest import ingest as run_ingest
+
+    if is_s3_uri(config.data):
+        return
+    try:
+        run_ingest(Path(config.data), config.cache_dir, config.ingest_workers)
+    except IngestError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """["retrain_epochs=20", ...] -> {"retrain_epochs": "20"}; PipelineConfig checks the
+    field names and converts the values."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            typer.echo(f"error: --set {pair}: expected FIELD=VALUE, e.g. retrain_epochs=20",
+                       err=True)
+            raise typer.Exit(2)
+        overrides[key.strip()] = value.strip()
+    return overrides
 
 
 def _use_prefect_console_logging() -> None:
@@ -288,12 +323,12 @@ def labels_add(
     labels_file: Annotated[Path, typer.Argument(
         help="CSV of image_id,label rows, or an updated clean_labels.csv")],
     data: Annotated[str, typer.Option(help="the dataset the ids refer to")] = "demo-data",
-    cache_dir: Path = Path(".relabel-cache"),
+    cache_dir: Path = DEFAULT_CACHE_DIR,
     profile: Annotated[str, typer.Option(help="profile of the retrain this triggers")] = "smoke",
     models: Annotated[str, typer.Option(
         help="models that retrain builds (comma-separated)")] = "baseline,model1,model2",
-    output_dir: Annotated[Path, typer.Option(help="output folder of that retrain")] = Path(
-        "runs/latest"),
+    output_dir: Annotated[Path, typer.Option(
+        help="output folder of that retrain")] = DEFAULT_OUTPUT_DIR,
     allow_changes: Annotated[bool, typer.Option(
         help="let new labels replace existing clean labels")] = False,
     event: Annotated[bool, typer.Option(

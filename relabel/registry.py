@@ -326,13 +326,11 @@ def register_version(client: MlflowClient, model_uri: str, run_id: str, metric: 
 
 
 def promote(client: MlflowClient, version: str, metric: float, model_name: str = MODEL_NAME,
-            lock: bool = True, lock_timeout: float = 120.0,
-            _after_read: Any = None) -> PromotionDecision:
+            lock: bool = True, lock_timeout: float = 120.0) -> PromotionDecision:
     """Give `version` alias champion if `metric` beats the champion's, else challenger.
 
     `metric`: held-out clean accuracy of this version (higher is better). `lock=False`
-    exists only so tests can show the race the lock prevents; `_after_read` is a test hook
-    called between reading the champion and writing the alias.
+    exists only so tests can show the race the lock prevents.
     """
     guard = PromotionLock(client, model_name, timeout=lock_timeout) if lock else None
     if guard is not None:
@@ -347,8 +345,6 @@ def promote(client: MlflowClient, version: str, metric: float, model_name: str =
                                       "NOT_FOUND"):
                 raise
             champion_version, champion_value = None, None
-        if _after_read is not None:
-            _after_read()
         if champion_version is None:
             alias, reason = CHAMPION, "first registered version: champion by default"
         elif champion_version == str(version):

@@ -266,38 +266,6 @@ def _download(client: Any, location: S3Location, obj: S3Object, path: Path) -> N
                            "(object changed or corrupted in transit)")
 
 
-def upload_file(path: str | os.PathLike[str], uri: str, client: Any | None = None) -> str:
-    """Upload one file to the object `uri` (s3://bucket/key); returns the URI."""
-    location = parse_s3_uri(uri, as_prefix=False)
-    if not location.prefix or location.prefix.endswith("/"):
-        location = S3Location(location.bucket, location.prefix + Path(path).name)
-    client = client or s3_client()
-    try:
-        client.upload_file(str(path), location.bucket, location.prefix)
-    except Exception as exc:  # noqa: BLE001
-        raise describe_error(exc, f"uploading {path} to {location.uri}", client) from exc
-    return location.uri
-
-
-def upload_directory(
-    folder: str | os.PathLike[str],
-    uri: str,
-    workers: int = DEFAULT_WORKERS,
-    client: Any | None = None,
-) -> list[str]:
-    """Upload every file under `folder` to `uri` keeping relative paths; returns the URIs."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise StorageError(f"{folder}: not a folder")
-    location = parse_s3_uri(uri)
-    client = client or s3_client()
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    targets = [f"s3://{location.bucket}/{location.prefix}{p.relative_to(folder).as_posix()}"
-               for p in files]
-    return _run_all(lambda pair: upload_file(pair[0], pair[1], client),
-                    list(zip(files, targets, strict=True)), workers)
-
-
 def _run_all(function: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]:
     """`function` over `items` on a thread pool; the first failure cancels what has not
     started (no point fetching 50,000 objects from a dead endpoint) and is re-raised."""

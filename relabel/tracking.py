@@ -182,7 +182,9 @@ def _metric_key(key: str) -> str:
 
 def slug(name: str) -> str:
     """Stage/model display name -> run-name and metric-prefix form ("Model II" -> "model2")."""
-    known = {"Baseline": "baseline", "Model I": "model1", "Model II": "model2"}
+    from relabel.config import MODEL_TITLES
+
+    known = {title: key for key, title in MODEL_TITLES.items()}
     return known.get(name, _metric_key(name.lower().replace(" ", "-")))
 
 

@@ -27,7 +27,7 @@ class FoldResult:
     holdout_proba: np.ndarray
     predict_idx: np.ndarray
     predict_proba: np.ndarray
-    train: TrainResult
+    train: TrainResult | None
 
 
 def train_clean_fold(
@@ -70,6 +70,13 @@ def train_clean_fold(
     )
 
 
+def fold_prediction_idx(noisy_idx: np.ndarray, val_idx: np.ndarray) -> np.ndarray:
+    """Images every fold scores besides its holdout: the noisy images (to correct them) and
+    the validation images (scoring is not training: it measures the correction where the
+    truth is known)."""
+    return np.union1d(np.asarray(noisy_idx, np.int64), np.asarray(val_idx, np.int64))
+
+
 def combine_folds(folds: list[FoldResult], num_images: int) -> np.ndarray:
     """float32 [num_images, 10]: the out-of-fold probabilities for holdout images, the mean
     over folds elsewhere (images several folds predicted), NaN rows for images no fold
@@ -88,3 +95,16 @@ def combine_folds(folds: list[FoldResult], num_images: int) -> np.ndarray:
     for f in folds:
         combined[f.holdout_idx] = f.holdout_proba
     return combined
+
+
+def stack_folds(folds: list[FoldResult], num_images: int) -> np.ndarray:
+    """float32 [F, num_images, 10]: each fold's own predictions (holdout and others), NaN
+    where that fold predicted nothing; what `relabel review` reads for fold disagreement."""
+    if not folds:
+        raise ValueError("stack_folds: no folds")
+    k = folds[0].holdout_proba.shape[1]
+    stacked = np.full((len(folds), num_images, k), np.nan, dtype=np.float32)
+    for row, fold in enumerate(folds):
+        stacked[row, fold.holdout_idx] = fold.holdout_proba
+        stacked[row, fold.predict_idx] = fold.predict_proba
+    return stacked

@@ -91,14 +91,13 @@ def correct_labels(
     *,
     temperature: float = 1.0,
     keep_fraction: float = 1.0,
-    min_confidence: float = 0.0,
 ) -> Correction:
     """Corrected labels for images with model probabilities `proba` [n, k] (p(true | x)) and
     noisy labels [n].
 
     posterior: targets = P(y | x, ñ) (see the module docstring) after tempering `proba` by
-    `temperature`; keep = confidence >= `min_confidence` and, per class, the top
-    `keep_fraction` by confidence. threshold: one-hot argmax of `proba`, keep = max > threshold.
+    `temperature`; keep = per class, the top `keep_fraction` by confidence.
+    threshold: one-hot argmax of `proba`, keep = max > threshold.
     """
     proba = np.asarray(proba, dtype=np.float64)
     noisy_labels = np.asarray(noisy_labels, dtype=np.int64)
@@ -121,9 +120,9 @@ def correct_labels(
         posterior /= posterior.sum(axis=1, keepdims=True)
         labels = posterior.argmax(axis=1)
         confidence = posterior[np.arange(n), labels]
-        keep = confidence >= min_confidence
+        keep = np.ones(n, dtype=bool)
         if keep_fraction < 1:
-            keep &= _class_balanced_keep(labels, confidence, keep_fraction, k)
+            keep = _class_balanced_keep(labels, confidence, keep_fraction, k)
         targets = posterior
     elif method == "threshold":
         labels = proba.argmax(axis=1)
@@ -154,3 +153,43 @@ def correction_accuracy(correction: Correction, true_labels: np.ndarray,
     if not rows.any():
         return float("nan")
     return float(np.mean(correction.labels[rows] == true_labels[rows]))
+
+
+def correct_noisy_images(
+    proba: np.ndarray,
+    noisy_labels: np.ndarray,
+    clean_labels: np.ndarray,
+    transition: np.ndarray,
+    calibration_idx: np.ndarray,
+    noisy_idx: np.ndarray,
+    val_idx: np.ndarray,
+    method: Literal["posterior", "threshold"] = "posterior",
+    threshold: float = 0.85,
+    keep_fraction: float = 1.0,
+) -> tuple[Correction, dict[str, float]]:
+    """The pipeline's correction step on whole-dataset arrays (`proba` [N, k] from the clean
+    model, labels [N], -1 = no clean label): fit the temperature on `calibration_idx`
+    (out-of-fold clean images), correct `noisy_idx`, and measure the same correction on
+    `val_idx` (true labels known there, never trained on). Returns the correction of the
+    noisy images and its metrics."""
+    proba, noisy_labels = np.asarray(proba), np.asarray(noisy_labels, np.int64)
+    clean_labels = np.asarray(clean_labels, np.int64)
+    temperature = fit_temperature(proba[calibration_idx], clean_labels[calibration_idx])
+
+    def correct(idx: np.ndarray) -> Correction:
+        return correct_labels(proba[idx], noisy_labels[idx], transition, method, threshold,
+                              temperature=temperature, keep_fraction=keep_fraction)
+
+    correction, on_validation = correct(noisy_idx), correct(val_idx)
+    metrics = {
+        "temperature": temperature,
+        "corrected_images": float(len(noisy_idx)),
+        "kept_images": float(correction.keep.sum()),
+        "changed_from_noisy": float((correction.labels != noisy_labels[noisy_idx]).mean())
+        if len(noisy_idx) else 0.0,
+        "validation_correction_accuracy": correction_accuracy(on_validation,
+                                                              clean_labels[val_idx]),
+        "validation_noisy_label_accuracy": float(
+            (noisy_labels[val_idx] == clean_labels[val_idx]).mean()),
+    }
+    return correction, metrics

@@ -83,9 +83,6 @@ class Dataset:
     def num_images(self) -> int:
         return int(self.images.shape[0])
 
-    @property
-    def short_hash(self) -> str:
-        return self.content_hash[:12]
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from relabel import CLASS_NAMES, IMAGE_SHAPE
+from relabel.config import MODEL_TITLES
 from relabel.fileio import atomic_path
 
-PREDICTION_COLUMNS = ("Baseline", "Model I", "Model II")
+PREDICTION_COLUMNS = tuple(MODEL_TITLES.values())
 
 
 def _check_batch(images: np.ndarray) -> np.ndarray:
@@ -41,6 +42,26 @@ def predict_batch(model, images: np.ndarray, tta: bool = True) -> np.ndarray:
     if images.shape[0] == 0:
         return np.empty(0, np.int64)
     return predict_proba(model, images, tta=tta).argmax(axis=1).astype(np.int64)
+
+
+def predict_labels(kind: str, model_path: str | os.PathLike[str], images: np.ndarray,
+                   features: np.ndarray | None, tta: bool = True) -> np.ndarray:
+    """Class indices int64 [n] from a saved model of either kind: "sklearn" (the baseline, a
+    joblib file; reads the colour-histogram `features`) or "keras" (a .keras file; reads the
+    uint8 `images`, flip test-time augmentation with `tta`)."""
+    if kind == "sklearn":
+        import joblib
+
+        from relabel.tasks.baseline import predict_baseline
+
+        if features is None:
+            raise ValueError("the baseline predicts from colour features; none were given")
+        return predict_baseline(joblib.load(model_path), features)
+    if kind == "keras":
+        from relabel.tasks.train import load_model
+
+        return predict_batch(load_model(model_path), images, tta=tta)
+    raise ValueError(f"kind: expected 'sklearn' or 'keras', got {kind!r}")
 
 
 def write_label_prediction_csv(path: str | os.PathLike[str],

@@ -71,7 +71,13 @@ class SplitPlan:
 
     @property
     def model1_idx(self) -> np.ndarray:
-        return np.union1d(self.clean_train_idx, self.noisy_idx)
+        return noisy_label_pool(self.clean_train_idx, self.noisy_idx)
+
+
+def noisy_label_pool(clean_train_idx: np.ndarray, noisy_idx: np.ndarray) -> np.ndarray:
+    """Images trained on with their noisy labels (baseline, Model I): the clean training
+    images and the (capped) noisy ones, sorted; never a validation image."""
+    return np.union1d(np.asarray(clean_train_idx, np.int64), np.asarray(noisy_idx, np.int64))
 
 
 def plan_splits(

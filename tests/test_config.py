@@ -48,3 +48,28 @@ def test_importing_relabel_sets_the_environment() -> None:
     for key in OFFLINE_DEFAULTS:
         assert key in os.environ
     assert os.environ["DO_NOT_TRACK"] in ("true", "1")
+
+
+def test_profile_overrides_apply_typed_and_are_logged() -> None:
+    config = PipelineConfig(profile="cpu", overrides={"retrain_epochs": "20", "tta": "false"})
+    assert config.train.retrain_epochs == 20 and config.train.tta is False
+    assert config.train.noisy_epochs == PROFILES["cpu"].noisy_epochs
+    assert config.flat_params()["train.retrain_epochs"] == "20"
+    assert PipelineConfig(profile="cpu").train is PROFILES["cpu"]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"retrain_epoch": 3}, "no such profile field retrain_epoch"),
+    ({"name": "x"}, "no such profile field name"),
+    ({"width": "wide"}, "width"),
+    ({"folds": 1}, "folds"),
+])
+def test_bad_overrides_are_named(overrides: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        PipelineConfig(overrides=overrides)
+
+
+def test_demo_is_the_cpu_recipe_at_half_width() -> None:
+    demo, cpu = PROFILES["demo"].model_dump(), PROFILES["cpu"].model_dump()
+    assert demo.pop("width") == 0.5 and demo.pop("name") == "demo"
+    assert demo == {k: v for k, v in cpu.items() if k not in ("width", "name")}

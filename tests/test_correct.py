@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from relabel.tasks.correct import correct_labels, correction_accuracy, fit_temperature, temper
+from relabel.tasks.correct import (
+    correct_labels,
+    correct_noisy_images,
+    correction_accuracy,
+    fit_temperature,
+    temper,
+)
 
 
 def _synthetic(n: int = 20_000, seed: int = 0):
@@ -78,3 +84,21 @@ def test_bad_inputs_are_named():
         correct_labels(proba, noisy, t)
     with pytest.raises(ValueError, match="method"):
         correct_labels(proba[:2], noisy[:2], t, method="vote")
+
+
+def test_pipeline_correction_calibrates_on_clean_images_and_reports_on_validation():
+    true, noisy, t, proba = _synthetic(6000, seed=3)
+    sharp = temper(proba, 2.0)  # an over-confident model: the fitted temperature undoes it
+    clean = np.full(true.size, -1)
+    clean[:3000] = true[:3000]
+    calibration, val, noisy_idx = np.arange(2000), np.arange(2000, 3000), np.arange(3000, 6000)
+    correction, metrics = correct_noisy_images(sharp, noisy, clean, t, calibration, noisy_idx,
+                                               val)
+    assert correction.labels.shape == (3000,)
+    assert metrics["temperature"] == pytest.approx(2.0, rel=0.15)
+    expected = correct_labels(proba[val], noisy[val], t)
+    assert metrics["validation_correction_accuracy"] == pytest.approx(
+        correction_accuracy(expected, true[val]), abs=0.02)
+    assert metrics["validation_noisy_label_accuracy"] == pytest.approx(
+        np.mean(noisy[val] == true[val]))
+    assert metrics["corrected_images"] == 3000 and metrics["kept_images"] == 3000

@@ -82,7 +82,7 @@ def test_ingest_and_label_stages_pass_artifacts_by_reference(
 ) -> None:
     from relabel.fileio import sha256_file
     from relabel.flows.artifacts import load_array
-    from relabel.flows.retrain import merge_new_labels
+    from relabel.flows.new_labels import merge_new_labels
     from relabel.flows.stages import ingest_dataset, resolve_clean_labels, split_clean_labels
 
     cache = tmp_path / "cache"
@@ -150,7 +150,7 @@ def test_watcher_and_retrain_read_labels_from_s3(
     each new or rewritten CSV is announced once; the retrain flow downloads the object."""
     from live_servers import SeaweedFS
 
-    from relabel.flows.retrain import local_labels_file
+    from relabel.flows.new_labels import local_labels_file
     from relabel.flows.watch import watch_clean_labels
     from relabel.storage import StorageError
 

@@ -7,7 +7,12 @@ import pytest
 
 from relabel import CLASS_NAMES
 from relabel.config import PROFILES
-from relabel.tasks.predict import predict, predict_batch, write_label_prediction_csv
+from relabel.tasks.predict import (
+    predict,
+    predict_batch,
+    predict_labels,
+    write_label_prediction_csv,
+)
 from relabel.tasks.train import predict_proba, train_classifier
 
 
@@ -56,3 +61,26 @@ def test_label_prediction_csv_has_one_row_per_test_image(tmp_path):
     with pytest.raises(ValueError, match="Model II"):
         write_label_prediction_csv(tmp_path / "x.csv", {"Model II": np.array([0, 10])})
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_predict_labels_reads_either_kind_of_saved_model(model, tmp_path):
+    import joblib
+
+    from relabel.tasks.baseline import fit_baseline
+    from relabel.tasks.train import save_model
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    keras_path = save_model(model, tmp_path / "m.keras")
+    np.testing.assert_array_equal(predict_labels("keras", keras_path, images, None),
+                                  predict_batch(model, images))
+    features = rng.integers(0, 500, (40, 15))
+    baseline = fit_baseline(features, rng.integers(0, 10, 40), seed=0)
+    joblib.dump(baseline, tmp_path / "b.joblib")
+    np.testing.assert_array_equal(
+        predict_labels("sklearn", tmp_path / "b.joblib", images, features),
+        baseline.predict(features.astype(np.float64)))
+    with pytest.raises(ValueError, match="colour features"):
+        predict_labels("sklearn", tmp_path / "b.joblib", images, None)
+    with pytest.raises(ValueError, match="kind"):
+        predict_labels("onnx", keras_path, images, None)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from relabel.tasks.correct import Correction
-from relabel.tasks.retrain import retrain_targets
+from relabel.tasks.model2 import retrain_targets
 from relabel.tasks.split import kfold_splits, plan_splits, validation_split
 
 

@@ -18,7 +18,7 @@ from live_servers import SECRET_KEY, SeaweedFS
 from typer.testing import CliRunner
 
 from relabel import storage
-from relabel.storage import StorageError, fetch_prefix, prefix_fingerprint, upload_directory
+from relabel.storage import StorageError, fetch_prefix, prefix_fingerprint, s3_client
 from relabel.tasks.demodata import generate_demo_data
 from relabel.tasks.ingest import ingest
 
@@ -54,9 +54,10 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _upload(demo_dir: Path, prefix: str) -> str:
-    uri = f"s3://{BUCKET}/{prefix}"
-    upload_directory(demo_dir, uri)
-    return uri
+    client = s3_client()
+    for path in sorted(p for p in demo_dir.rglob("*") if p.is_file()):
+        client.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(demo_dir).as_posix()}")
+    return f"s3://{BUCKET}/{prefix}"
 
 
 def _wait_until_readable(server: SeaweedFS, prefix: str, timeout: float = 60) -> None:

@@ -188,9 +188,26 @@ def test_promotion_gate(model_uri) -> None:
     assert not client.search_registered_models(f"name = '{name}{registry.LOCK_SUFFIX}'")
 
 
+class SlowChampionReads:
+    """An MlflowClient that pauses after reading the champion alias: widens promote()'s
+    read-decide-write window so that any race between promotions shows."""
+
+    def __init__(self, client, pause: float) -> None:
+        self._client, self._pause = client, pause
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def get_model_version_by_alias(self, *args, **kwargs):
+        try:
+            return self._client.get_model_version_by_alias(*args, **kwargs)
+        finally:
+            time.sleep(self._pause)
+
+
 def _race(tracker, run, uri, name: str, metrics: list[float], lock: bool) -> list:
-    """Register one version per metric, then promote them all at once from threads; the
-    `_after_read` pause widens the read-decide-write window so any race shows."""
+    """Register one version per metric, then promote them all at once from threads, each
+    through a client that pauses after reading the champion (SlowChampionReads)."""
     from relabel import registry
 
     client = tracker.client
@@ -205,8 +222,8 @@ def _race(tracker, run, uri, name: str, metrics: list[float], lock: bool) -> lis
     def racer(k: int) -> None:
         try:
             barrier.wait(timeout=30)
-            decisions[k] = registry.promote(client, versions[k], metrics[k], model_name=name,
-                                            lock=lock, _after_read=lambda: time.sleep(0.4))
+            decisions[k] = registry.promote(SlowChampionReads(client, 0.4), versions[k],
+                                            metrics[k], model_name=name, lock=lock)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -357,8 +374,7 @@ def _promote_in_process(uri: str, name: str, version: str, gate, results) -> Non
 
     client = MlflowClient(uri)
     gate.wait(timeout=180)  # all processes leave together, once each has imported mlflow
-    decision = registry.promote(client, version, 0.9, model_name=name,
-                                _after_read=lambda: time.sleep(0.3))
+    decision = registry.promote(SlowChampionReads(client, 0.3), version, 0.9, model_name=name)
     results.put((version, decision.alias))
 
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from relabel.config import PROFILES
-from relabel.tasks.clean_model import combine_folds, train_clean_fold
+from relabel.tasks.clean_model import combine_folds, stack_folds, train_clean_fold
 from relabel.tasks.demodata import generate_demo_data
 from relabel.tasks.ingest import ingest
 from relabel.tasks.model1 import train_model1
@@ -156,6 +156,14 @@ def test_clean_folds_give_out_of_fold_and_ensemble_probabilities(demo):
     scored = np.union1d(plan.clean_train_idx, predict_idx)
     assert np.isnan(combined[np.setdiff1d(np.arange(demo.num_images), scored)]).all()
     assert not np.isnan(combined[scored]).any()
+    stacked = stack_folds(folds, demo.num_images)
+    assert stacked.shape == (2, demo.num_images, 10)
+    for row, fold in enumerate(folds):
+        np.testing.assert_array_equal(stacked[row, fold.holdout_idx], fold.holdout_proba)
+        np.testing.assert_array_equal(stacked[row, predict_idx], fold.predict_proba)
+        unseen = np.setdiff1d(np.arange(demo.num_images),
+                              np.union1d(fold.holdout_idx, predict_idx))
+        assert np.isnan(stacked[row, unseen]).all()
     with pytest.raises(ValueError, match="overlap"):
         train_clean_fold(demo.images, demo.clean_labels, plan.folds[0][0], plan.folds[0][0],
                          predict_idx, SMOKE, seed=0, fold=0)

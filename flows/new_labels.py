@@ -17,8 +17,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from relabel.config import PipelineConfig
-from relabel.flows.pipeline import PipelineSummary, pipeline
-from relabel.flows.stages import IO_RETRIES, DatasetRef, ingest_dataset, results_in
+from relabel.flows.pipeline import pipeline
+from relabel.flows.policies import IO_RETRIES, results_in
+from relabel.flows.records import DatasetRef, PipelineSummary
+from relabel.flows.stages import ingest_dataset
 
 
 def local_labels_file(labels_file: str, cache_dir: Path) -> Path:
@@ -51,12 +53,11 @@ def merge_new_labels(
     Returns the version now in force and what the merge did: added (images that had no
     clean label), confirmed (repeated an existing label), changed (replaced one).
     """
-    import numpy as np
-
+    from relabel.flows.artifacts import load_array
     from relabel.tasks.labels import CleanLabelStore
 
     store = CleanLabelStore(cache_dir, dataset.content_hash)
-    dataset_labels = np.load(dataset.clean_labels.local_path())
+    dataset_labels = load_array(dataset.clean_labels)
     version, merge = store.add_file(local_labels_file(labels_file, cache_dir), dataset_labels,
                                     allow_changes=allow_changes)
     return {

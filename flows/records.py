@@ -1,0 +1,146 @@
+"""The typed records the pipeline's tasks pass to each other: artifact references (path +
+SHA-256, see flows/artifacts.py) and each stage's numbers. Small JSON, never arrays: Prefect
+persists them as task results (see flows/policies.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from relabel.flows.artifacts import Artifact
+
+
+class DatasetRef(BaseModel):
+    """An ingested dataset: its content hash and one artifact per array."""
+
+    content_hash: str
+    directory: str
+    images: Artifact
+    noisy_labels: Artifact
+    clean_labels: Artifact  # the dataset's own; see resolve_clean_labels for merged sets
+    test_images: Artifact | None = None
+    test_labels: Artifact | None = None
+    summary: dict[str, Any] = {}
+
+
+    @property
+    def num_images(self) -> int:
+        return int(self.summary["num_images"])
+
+
+class SplitRef(BaseModel):
+    """Image indices (0-based, tasks.split.plan_splits): clean-labelled training images
+    (`train_idx`), the held-out validation images (never trained on; scores are reported on
+    them), the images without a clean label used for training (`noisy_idx`; capped by the
+    smoke profile), and k (train, holdout) folds of the clean training images."""
+
+    train_idx: Artifact
+    val_idx: Artifact
+    noisy_idx: Artifact
+    folds: list[tuple[Artifact, Artifact]]
+    counts: dict[str, int]
+
+
+class NoiseReport(BaseModel):
+    """T[i, j] = P(noisy = j | true = i), estimated on the clean training images; per-class
+    noise rates 1 - T[i, i]; and the two plots."""
+
+    transition: Artifact
+    noise_rates: dict[str, float]
+    overall_noise_rate: float
+    plots: dict[str, Artifact]
+
+
+class FeaturesRef(BaseModel):
+    """Colour-histogram features (int64 [n, 15]) of the training and test images."""
+
+    train: Artifact
+    test: Artifact | None = None
+
+
+class TrainedModel(BaseModel):
+    """A trained classifier. `metrics`: seconds, images_per_second, epochs, ...; `history`:
+    per-epoch curves (loss, accuracy, val_accuracy, lr) for Keras models."""
+
+    name: str
+    kind: Literal["sklearn", "keras"]
+    model: Artifact
+    metrics: dict[str, float] = {}
+    history: dict[str, list[float]] = {}
+
+
+class FoldRef(BaseModel):
+    """One clean-model fold: its model and its probabilities on its held-out clean images
+    (out-of-fold) and on every image it did not train on or hold out."""
+
+    fold: int
+    model: TrainedModel
+    holdout_idx: Artifact
+    holdout_proba: Artifact
+    predict_idx: Artifact
+    predict_proba: Artifact
+
+
+class CorrectionRef(BaseModel):
+    """Corrected labels of the images without a clean label (`noisy_idx`): soft `targets`
+    float32 [n, 10], hard `labels`, `confidence`, and `keep` (rows Model II trains on).
+    `metrics`: counts, and `validation_correction_accuracy`: how often the correction
+    recovers the true label on the held-out validation images."""
+
+    noisy_idx: Artifact
+    targets: Artifact
+    labels: Artifact
+    confidence: Artifact
+    keep: Artifact
+    metrics: dict[str, float]
+
+
+class ModelScores(BaseModel):
+    """One model's scores (accuracy, macro_f1, per_class_f1; see tasks.evaluate) on the
+    validation images and, when the test folder has labels, on the test images; plus its
+    predicted test labels (int64 [T])."""
+
+    name: str
+    validation: dict[str, Any]
+    test: dict[str, Any] | None = None
+    test_predictions: Artifact | None = None
+
+
+class CleanModelRef(BaseModel):
+    """The clean model's p(true label | image): `proba` float32 [N, 10] (out-of-fold on the
+    clean training images, fold mean elsewhere, NaN rows where no fold predicted) and
+    `fold_proba` float32 [F, N, 10] (each fold's own predictions, NaN where it made none)."""
+
+    proba: Artifact
+    fold_proba: Artifact
+
+
+class PipelineSummary(BaseModel):
+    """What a run produced: scores per model (validation, and test when labelled), each
+    model's training numbers and curves, the noise estimate, the clean model's and the
+    correction's outputs, and where the published files are. Everything a tracker needs."""
+
+    run_name: str
+    profile: str
+    data_hash: str
+    dataset_dir: str
+    cache_dir: str
+    clean_labels_sha256: str
+    config: dict[str, Any]
+    counts: dict[str, int]
+    noise: NoiseReport
+    clean_model: CleanModelRef | None = None
+    correction: CorrectionRef | None = None
+    models: dict[str, TrainedModel] = {}
+    scores: dict[str, ModelScores] = {}
+    outputs: dict[str, str] = {}
+    stage_seconds: dict[str, float] = {}  # wall time per stage (relabel.tracking's stages)
+
+    def headline(self) -> dict[str, float]:
+        """Validation (and test) accuracy per model: the numbers a person looks at first."""
+        out = {f"{n} validation accuracy": s.validation["accuracy"]
+               for n, s in self.scores.items()}
+        out.update({f"{n} test accuracy": s.test["accuracy"]
+                    for n, s in self.scores.items() if s.test})
+        return out

@@ -1,0 +1,56 @@
+"""The `relabel` command: options are checked and bad data is refused before any server,
+tracking store or run folder exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from relabel.cli import app
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default: ./mlflow.db
+    return tmp_path
+
+
+def test_run_refuses_a_missing_dataset_before_starting_anything(in_tmp: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--data", "no/such/folder"])
+    assert result.exit_code == 2
+    assert "no/such/folder: dataset folder not found" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in in_tmp.iterdir()) == []  # no mlflow.db, no runs/, no cache
+
+
+def test_run_refuses_bad_data_naming_the_file_and_line(in_tmp: Path) -> None:
+    from relabel.tasks.demodata import generate_demo_data
+
+    data = generate_demo_data(in_tmp / "data", num_train=60, num_clean=20, num_test=0)
+    lines = (data / "noisy_labels.csv").read_text().splitlines()
+    lines[6] = "12"
+    (data / "noisy_labels.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["run", "--data", str(data), "--cache-dir", "cache"])
+    assert result.exit_code == 2
+    assert "noisy_labels.csv:7: label 12 is out of range 0..9" in result.output
+    assert not (in_tmp / "mlflow.db").exists() and not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("retrain_epochs", "expected FIELD=VALUE"),
+    ("retrain_epoch=3", "no such profile field retrain_epoch"),
+    ("width=wide", "width"),
+])
+def test_run_set_names_a_bad_override(in_tmp: Path, option: str, message: str) -> None:
+    result = CliRunner().invoke(app, ["run", "--set", option])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_ingest_refuses_a_negative_worker_count(in_tmp: Path) -> None:
+    result = CliRunner().invoke(app, ["ingest", ".", "--workers", "-1"])
+    assert result.exit_code == 2
+    assert "workers" in result.output
