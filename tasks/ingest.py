@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from relabel import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
-from relabel.fileio import atomic_directory, sha256_text, write_json_atomic
+from relabel.fileio import atomic_directory, sha256_file, sha256_text, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,9 @@ def decode_images(
 
 
 def stat_fingerprint(data_dir: Path) -> str:
-    """Cheap identity of the input folder: names, sizes and mtimes of every input file."""
+    """Cheap identity of the input folder: names, sizes and mtimes of the images, and the
+    content of the label CSVs (small: hashing them catches an edit that keeps the size and
+    the timestamp)."""
     parts = [ARTIFACT_VERSION, str(data_dir.resolve())]
     for sub in (TRAIN_DIR, TEST_DIR):
         folder = data_dir / sub
@@ -329,8 +331,7 @@ def stat_fingerprint(data_dir: Path) -> str:
     for name in (NOISY_CSV, CLEAN_CSV, TEST_LABELS_CSV):
         path = data_dir / name
         if path.is_file():
-            st = path.stat()
-            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+            parts.append(f"{name}:{sha256_file(path)}")
     return sha256_text("\n".join(parts))
 
 
@@ -345,12 +346,9 @@ def ingest(
         raise IngestError(f"{data_dir}: dataset folder not found")
     fingerprint = stat_fingerprint(data_dir)
     index_file = cache_dir / "index" / f"{fingerprint}.json"
-    if index_file.is_file():
-        cached = json.loads(index_file.read_text())
-        dataset_dir = cache_dir / "datasets" / cached["content_hash"][:16]
-        if (dataset_dir / "summary.json").is_file():
-            summary = json.loads((dataset_dir / "summary.json").read_text())
-            return IngestResult(dataset_dir, cached["content_hash"], summary, from_cache=True)
+    cached = _read_cache_index(index_file)
+    if cached is not None:
+        return cached
 
     started = time.perf_counter()
     dataset, digest_parts = _read_and_validate(data_dir, workers)
@@ -373,6 +371,25 @@ def ingest(
     write_json_atomic(index_file, {"content_hash": content_hash, "source": str(data_dir)})
     log.info("ingested %s -> %s (%.1f s)", data_dir, dataset_dir, summary["ingest_seconds"])
     return IngestResult(dataset_dir, content_hash, summary, from_cache=from_cache)
+
+
+def _read_cache_index(index_file: Path) -> IngestResult | None:
+    """The cached ingest of an unchanged folder, or None. A corrupt or truncated index or
+    summary (a crash, a full disk) is a miss, logged, never a permanent failure: the
+    dataset is ingested again and the index rewritten."""
+    if not index_file.is_file():
+        return None
+    try:
+        content_hash = json.loads(index_file.read_text())["content_hash"]
+        dataset_dir = index_file.parent.parent / "datasets" / content_hash[:16]
+        if not (dataset_dir / "summary.json").is_file():
+            return None
+        summary = json.loads((dataset_dir / "summary.json").read_text())
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        log.warning("ignoring unreadable ingest cache entry %s (%s): ingesting again",
+                    index_file, exc)
+        return None
+    return IngestResult(dataset_dir, content_hash, summary, from_cache=True)
 
 
 def _read_and_validate(data_dir: Path, workers: int | None) -> tuple[Dataset, list[bytes]]:

@@ -72,15 +72,15 @@ def _save_figure(fig, path: str | os.PathLike[str]) -> Path:
 
 def plot_transition(transition: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Heat map of T with the probabilities printed in each cell (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The Figure API, not pyplot: pyplot's global figure registry is not thread-safe, and
+    # Prefect runs this task on a thread.
+    from matplotlib.figure import Figure
 
     transition = np.asarray(transition)
     k = transition.shape[0]
     names = list(CLASS_NAMES) if k == len(CLASS_NAMES) else [str(i) for i in range(k)]
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     image = ax.imshow(transition, cmap="viridis", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
@@ -93,30 +93,24 @@ def plot_transition(transition: np.ndarray, path: str | os.PathLike[str]) -> Pat
     ax.set_ylabel("true label")
     ax.set_title("Noise transition T[true, noisy] = P(noisy | true)")
     fig.colorbar(image, ax=ax)
-    try:
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save_figure(fig, path)
 
 
 def plot_noise_rates(rates: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Bar chart of the per-class noise rate 1 - T[i, i] (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The Figure API, not pyplot: pyplot's global figure registry is not thread-safe, and
+    # Prefect runs this task on a thread.
+    from matplotlib.figure import Figure
 
     rates = np.asarray(rates)
     names = list(CLASS_NAMES) if rates.size == len(CLASS_NAMES) else [
         str(i) for i in range(rates.size)
     ]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     ax.bar(names, rates, color="tab:red")
     ax.set_ylim(0, 1)
     ax.set_ylabel("P(noisy label wrong)")
     ax.set_title(f"Per-class noise rate (mean {rates.mean():.1%})")
     ax.tick_params(axis="x", rotation=45)
-    try:
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save_figure(fig, path)

@@ -237,3 +237,28 @@ def test_reference_dataset(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert result.summary["noise_rate"] == pytest.approx(0.60, abs=0.02)
     means = ds.images[:5000].reshape(-1, 3).mean(axis=0)
     np.testing.assert_allclose(means, [125.3, 123.0, 113.9], atol=2.5)  # RGB order
+
+
+def test_a_label_edit_that_keeps_size_and_mtime_is_seen(data: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = ingest(data, cache)
+    csv_path = data / "noisy_labels.csv"
+    stat = csv_path.stat()
+    lines = csv_path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.strip().isdigit())
+    lines[row] = str((int(lines[row]) + 1) % 10)  # one digit for one digit: same size
+    csv_path.write_text("\n".join(lines) + "\n")
+    os.utime(csv_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert csv_path.stat().st_size == stat.st_size
+    second = ingest(data, cache)
+    assert not second.from_cache and second.content_hash != first.content_hash
+
+
+def test_a_corrupt_cache_index_is_a_miss_not_a_failure(data: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = ingest(data, cache)
+    (index,) = (cache / "index").glob("*.json")
+    index.write_text('{"content_ha')  # truncated by a crash
+    again = ingest(data, cache)
+    assert again.content_hash == first.content_hash
+    assert ingest(data, cache).from_cache  # the index was rewritten
