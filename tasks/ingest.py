@@ -51,6 +51,8 @@ TRAIN_NAME = re.compile(r"^(\d+)\.png$")
 TEST_NAME = re.compile(r"^test(\d+)\.png$")
 UNKNOWN = -1  # label value for "no clean label known"
 MAX_LISTED_ERRORS = 10
+# Files that file managers leave in folders; ignored wherever they appear (dotfiles too).
+OS_JUNK_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 # Bump when the artifact format changes, so old cache entries are not misread.
 ARTIFACT_VERSION = "1"
 
@@ -119,12 +121,20 @@ def read_label_rows(
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read ({exc.strerror})") from None
+    # Windows (CRLF) and old-Mac (CR-only) line endings count as line ends.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     rows = list(csv.reader(io.StringIO(text)))
     while rows and not any(f.strip() for f in rows[-1]):
         rows.pop()  # trailing blank lines
     first = 0
     if rows and _looks_like_header(rows[0]):
         first = 1
+        header = [f.strip().lower() for f in rows[0]]
+        if len(header) == 2 and "label" in header[0] and "id" in header[1]:
+            raise IngestError(f"{path}:1: columns are in the wrong order: header "
+                              f"{','.join(rows[0])!r}, expected image_id,label")
     if len(rows) <= first:
         raise IngestError(f"{path}: no labels in file")
     width = len(rows[first])
@@ -155,13 +165,24 @@ def read_label_rows(
     return ids, labels
 
 
+def _first_data_line(path: Path) -> int:
+    """1-based line number of the first label row of a CSV that read_label_rows accepted:
+    2 after a header line, else 1."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        first = next(csv.reader(io.StringIO(handle.readline().replace("\r", "\n"))), [])
+    return 2 if _looks_like_header(first) else 1
+
+
 def _parse_int(raw: str, path: Path, line: int, what: str) -> int:
     raw = raw.strip()
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         shown = raw if raw else "(empty)"
         raise IngestError(f"{path}:{line}: {what} {shown!r} is not an integer") from None
+    if abs(value) >= 2**62:
+        raise IngestError(f"{path}:{line}: {what} {raw} is too large")
+    return value
 
 
 def clean_labels_from_rows(
@@ -176,10 +197,11 @@ def clean_labels_from_rows(
             )
         clean[: len(labels)] = labels
         return clean
+    first_line = _first_data_line(path)
     bad = np.flatnonzero((ids < 1) | (ids > num_images))
     if bad.size:
         raise IngestError(
-            f"{path}:{bad[0] + 2}: image id {ids[bad[0]]} is not in 1..{num_images}"
+            f"{path}:{bad[0] + first_line}: image id {ids[bad[0]]} is not in 1..{num_images}"
         )
     order = np.argsort(ids, kind="stable")
     dup = np.flatnonzero(np.diff(ids[order]) == 0)
@@ -188,7 +210,7 @@ def clean_labels_from_rows(
         if labels[a] != labels[b]:
             raise IngestError(
                 f"{path}: image id {ids[a]} has conflicting labels {labels[a]} and "
-                f"{labels[b]} (lines {a + 2} and {b + 2})"
+                f"{labels[b]} (lines {a + first_line} and {b + first_line})"
             )
     clean[ids - 1] = labels
     return clean
@@ -203,20 +225,33 @@ def _list_numbered_pngs(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
         raise IngestError(f"{folder}: image folder not found")
     numbered: dict[int, Path] = {}
     unexpected: list[str] = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            match = pattern.match(entry.name)
-            if match is None or not entry.is_file():
-                unexpected.append(entry.name)
-            else:
-                numbered[int(match.group(1))] = Path(entry.path)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise IngestError(f"{folder}: cannot list the image folder ({exc.strerror})") from None
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name.lower() in OS_JUNK_FILES:
+            continue
+        match = pattern.match(entry.name)
+        if match is None:
+            unexpected.append(entry.name)
+            continue
+        if not entry.is_file():  # follows links: a dangling link or a loop is not a file
+            kind = "a broken or looping link" if entry.is_symlink() else "not a regular file"
+            raise IngestError(f"{folder / entry.name}: {kind}, expected a PNG image")
+        number = int(match.group(1))
+        if number in numbered:
+            raise IngestError(f"{numbered[number]} and {folder / entry.name} both name image "
+                              f"{number}: keep one")
+        numbered[number] = Path(entry.path)
     if unexpected:
-        shown = ", ".join(sorted(unexpected)[:MAX_LISTED_ERRORS])
+        shown = ", ".join(unexpected[:MAX_LISTED_ERRORS])
+        rule = ("test<number>.png, e.g. test00001.png" if pattern is TEST_NAME
+                else "<number>.png, e.g. 00001.png")
         raise IngestError(
-            f"{folder}: {len(unexpected)} unexpected file(s) not named like "
-            f"{pattern.pattern!r}: {shown}"
+            f"{folder}: {len(unexpected)} unexpected file(s): {shown}. Image files must be "
+            f"named {rule}; hidden files and OS files ({', '.join(sorted(OS_JUNK_FILES))}) "
+            "are ignored; move anything else out of the folder"
         )
     if not numbered:
         raise IngestError(f"{folder}: no images in folder")
@@ -288,11 +323,17 @@ def decode_images(
                 errors.append(f"{path}: cannot read ({exc.strerror})")
                 continue
             digests[32 * i : 32 * (i + 1)] = hashlib.sha256(raw).digest()
+            if not raw:
+                errors.append(f"{path}: empty file (0 bytes), expected a PNG image")
+                continue
             try:
                 decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
                 images[i] = _to_rgb(decoded, path)
             except IngestError as exc:
                 errors.append(str(exc))
+            except cv2.error:
+                errors.append(f"{path}: unreadable or corrupt image (OpenCV could not "
+                              "decode it)")
         return errors
 
     errors: list[str] = []

@@ -262,3 +262,65 @@ def test_a_corrupt_cache_index_is_a_miss_not_a_failure(data: Path, tmp_path: Pat
     again = ingest(data, cache)
     assert again.content_hash == first.content_hash
     assert ingest(data, cache).from_cache  # the index was rewritten
+
+
+def test_line_numbers_are_right_with_and_without_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    for text, line in (("5,3\n11,3\n", 2), ("image_id,label\n5,3\n11,3\n", 3)):
+        path.write_text(text)
+        ids, labels = read_label_rows(path)
+        with pytest.raises(IngestError, match=rf"new.csv:{line}: image id 11 is not in 1..10"):
+            clean_labels_from_rows(ids, labels, 10, path)
+    path.write_text("5,3\n5,4\n")
+    ids, labels = read_label_rows(path)
+    with pytest.raises(IngestError, match=r"conflicting labels 3 and 4 \(lines 1 and 2\)"):
+        clean_labels_from_rows(ids, labels, 10, path)
+
+
+def test_columns_in_the_wrong_order_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_text("label,image_id\n3,5\n")
+    with pytest.raises(IngestError, match=r"new.csv:1: columns are in the wrong order"):
+        read_label_rows(path)
+
+
+def test_old_mac_line_endings_are_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"3\r1\r4\r")
+    assert read_label_rows(path)[1].tolist() == [3, 1, 4]
+
+
+def test_an_id_too_large_for_an_integer_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_text("image_id,label\n99999999999999999999999,3\n")
+    with pytest.raises(IngestError, match=r"new.csv:2: image id 9+ is too large"):
+        read_label_rows(path)
+
+
+def test_an_empty_png_is_named(data: Path, tmp_path: Path) -> None:
+    (data / "images" / "00003.png").write_bytes(b"")
+    _expect_error(data, tmp_path, "00003.png", "empty file (0 bytes)")
+
+
+def test_two_files_for_one_image_id_are_refused_naming_both(data: Path, tmp_path: Path) -> None:
+    shutil.copy(data / "images" / "00002.png", data / "images" / "0002.png")
+    _expect_error(data, tmp_path, "0002.png", "00002.png", "both name image 2")
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_a_broken_link_for_an_image_is_named(data: Path, tmp_path: Path, kind: str) -> None:
+    image = data / "images" / "00004.png"
+    image.unlink()
+    if kind == "dangling":
+        image.symlink_to(tmp_path / "gone.png")
+    else:
+        image.symlink_to(image)
+    _expect_error(data, tmp_path, "00004.png", "broken or looping link")
+
+
+def test_os_junk_is_ignored_and_other_strays_get_the_rule(data: Path, tmp_path: Path) -> None:
+    for junk in ("Thumbs.db", "desktop.ini", ".DS_Store"):
+        (data / "images" / junk).write_bytes(b"junk")
+    assert ingest(data, tmp_path / "cache").summary["num_images"] > 0
+    (data / "images" / "notes.txt").write_text("x")
+    _expect_error(data, tmp_path, "notes.txt", "must be named <number>.png, e.g. 00001.png")
