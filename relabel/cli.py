@@ -31,9 +31,58 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+_VERBOSE = False  # --verbose: tracebacks for expected errors too
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="debug logs, and tracebacks for every error")] = False) -> None:
+    global _VERBOSE
+    _VERBOSE = verbose
     _setup_logging(verbose)
+
+
+def _expected_error(exc: BaseException) -> str | None:
+    """The message of a failure the user can fix (bad input, file system, storage, tracking
+    store, config), or None for a bug. Classes are looked up only in modules already
+    imported, so the light commands stay light."""
+    import sys
+
+    for module, name in (("relabel.tasks.ingest", "IngestError"),
+                         ("relabel.storage", "StorageError"),
+                         ("relabel.tracking", "TrackingError"),
+                         ("pydantic", "ValidationError")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return str(exc)
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else "file system"
+        return f"{where}: {exc.strerror or exc}"
+    return None
+
+
+def run_cli() -> None:
+    """The `relabel` command. One rule for every subcommand: an expected failure prints one
+    `error: <what>: <why>` line and exits 2; a traceback only with --verbose (or for a bug)."""
+    import sys
+
+    import click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:  # usage errors: click's own message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        message = _expected_error(exc)
+        if message is None or _VERBOSE:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 @app.command("demo-data")

@@ -3,6 +3,8 @@ tracking store or run folder exists."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,26 @@ def test_ingest_refuses_a_negative_worker_count(in_tmp: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", ".", "--workers", "-1"])
     assert result.exit_code == 2
     assert "workers" in result.output
+
+
+def _relabel(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed command's entry point (relabel.cli:run_cli) in a fresh process."""
+    code = "import sys; from relabel.cli import run_cli; sys.argv[0] = 'relabel'; run_cli()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_an_expected_failure_is_one_line_and_exit_2_traceback_only_when_verbose(
+        in_tmp: Path) -> None:
+    from relabel.tasks.demodata import generate_demo_data
+
+    data = generate_demo_data(in_tmp / "data", num_train=40, num_clean=10, num_test=0)
+    (in_tmp / "cache-file").write_text("not a folder")
+    quiet = _relabel("ingest", str(data), "--cache-dir", "cache-file", cwd=in_tmp)
+    assert quiet.returncode == 2, quiet.stderr
+    assert quiet.stderr.startswith("error: ") and "cache-file" in quiet.stderr
+    assert "Traceback" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1
+    loud = _relabel("--verbose", "ingest", str(data), "--cache-dir", "cache-file", cwd=in_tmp)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr
+    usage = _relabel("ingest", cwd=in_tmp)
+    assert usage.returncode == 2 and "Missing argument" in usage.stderr
