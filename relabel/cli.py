@@ -373,7 +373,9 @@ def labels_add(
         help="CSV of image_id,label rows, or an updated clean_labels.csv")],
     data: Annotated[str, typer.Option(help="the dataset the ids refer to")] = "demo-data",
     cache_dir: Path = DEFAULT_CACHE_DIR,
-    profile: Annotated[str, typer.Option(help="profile of the retrain this triggers")] = "smoke",
+    profile: Annotated[str, typer.Option(
+        help="profile of the retrain this triggers (demo: the demo data's recipe; use cpu "
+        "or gpu for real data)")] = "demo",
     models: Annotated[str, typer.Option(
         help="models that retrain builds (comma-separated)")] = "baseline,model1,model2",
     output_dir: Annotated[Path, typer.Option(

@@ -355,7 +355,7 @@ def test_deployments_train_and_retrain_on_new_labels_event(
             added = subprocess.run(
                 [RELABEL, "labels", "add", str(labels), "--data", str(workspace["data"]),
                  "--cache-dir", str(workspace["cache"]), "--output-dir", str(retrain_out),
-                 "--models", "model2"],
+                 "--models", "model2", "--profile", "smoke"],
                 env=env, capture_output=True, text=True, timeout=120,
             )
             assert added.returncode == 0, added.stderr
