@@ -79,8 +79,9 @@ def main() -> None:
     from relabel.config import PROFILES
     from relabel.tasks.clean_model import combine_folds, train_clean_fold
     from relabel.tasks.ingest import ingest
+    from relabel.tasks.label_issues import find_label_issues, issue_precision
+    from relabel.tasks.label_requests import request_labels
     from relabel.tasks.noise import estimate_transition
-    from relabel.tasks.review import find_label_issues, issue_precision, request_labels
     from relabel.tasks.split import kfold_splits
     from relabel.tasks.train import predict_proba, train_classifier
 

@@ -47,6 +47,19 @@ def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
+def label_posterior(proba: np.ndarray, noisy_labels: np.ndarray,
+                    transition: np.ndarray) -> np.ndarray:
+    """P(y | x, ñ) ∝ p(y | x) · T[y, ñ] (see the module docstring), float64 [n, k]; rows of
+    NaN probabilities (images no model scored) stay NaN."""
+    proba = np.asarray(proba, dtype=np.float64)
+    transition = np.asarray(transition, dtype=np.float64)
+    k = proba.shape[1] if proba.ndim == 2 else -1
+    if transition.shape != (k, k):
+        raise ValueError(f"transition: expected shape ({k}, {k}), got {transition.shape}")
+    joint = proba * transition[:, np.asarray(noisy_labels, dtype=np.int64)].T
+    return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-12)
+
+
 def fit_temperature(proba: np.ndarray, labels: np.ndarray) -> float:
     """Temperature that minimises the negative log-likelihood of `labels` under
     `temper(proba, t)`; fit on out-of-fold predictions, where the truth is known.
@@ -116,8 +129,7 @@ def correct_labels(
         raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
 
     if method == "posterior":
-        posterior = temper(proba, temperature) * transition[:, noisy_labels].T
-        posterior /= posterior.sum(axis=1, keepdims=True)
+        posterior = label_posterior(temper(proba, temperature), noisy_labels, transition)
         labels = posterior.argmax(axis=1)
         confidence = posterior[np.arange(n), labels]
         keep = np.ones(n, dtype=bool)

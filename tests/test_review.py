@@ -17,6 +17,8 @@ from relabel import NUM_CLASSES
 from relabel.cli import app
 from relabel.tasks.demodata import generate_demo_data
 from relabel.tasks.ingest import UNKNOWN, ingest, read_label_rows
+from relabel.tasks.label_issues import find_label_issues, issue_precision
+from relabel.tasks.label_requests import request_labels, write_requests_csv
 from relabel.tasks.labels import CleanLabelStore, LabelError
 from relabel.tasks.review import (
     GALLERY_HTML,
@@ -24,10 +26,6 @@ from relabel.tasks.review import (
     REQUESTS_CSV,
     RUN_METRICS,
     RUN_PROBA,
-    find_label_issues,
-    issue_precision,
-    request_labels,
-    write_requests_csv,
     write_review,
 )
 
@@ -151,7 +149,7 @@ def test_request_scores_prefer_uncertain_images() -> None:
     assert np.all(np.diff(req.scores) <= 1e-12)  # ranked by gain without balancing
     rest = np.setdiff1d(np.arange(2000), req.image_ids - 1)
     posterior_entropy_floor = req.scores.min()
-    from relabel.tasks.review import request_scores
+    from relabel.tasks.label_requests import request_scores
 
     scores, _ = request_scores(proba, noisy_labels=noisy, transition=_transition())
     assert np.all(scores[rest] <= posterior_entropy_floor + 1e-12)
