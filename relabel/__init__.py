@@ -16,3 +16,11 @@ NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
 
 __version__ = "0.1.0"
+
+
+def predict(images, model=None) -> list[str]:  # noqa: ANN001 - see relabel.serving.predict
+    """Class names of uint8 RGB images [n, 32, 32, 3] or of PNG files/folders, predicted by
+    the registry's champion (default), a run folder or a .keras file."""
+    from relabel.serving import predict as predict_with
+
+    return predict_with(images, model)

@@ -49,6 +49,7 @@ def _expected_error(exc: BaseException) -> str | None:
     import sys
 
     for module, name in (("relabel.tasks.ingest", "IngestError"),
+                         ("relabel.serving", "PredictError"),
                          ("relabel.storage", "StorageError"),
                          ("relabel.tracking", "TrackingError"),
                          ("pydantic", "ValidationError")):
@@ -126,6 +127,30 @@ def ingest(
         raise typer.Exit(2) from None
     typer.echo(json.dumps({**result.summary, "dataset_dir": str(result.dataset_dir),
                            "from_cache": result.from_cache}, indent=2))
+
+
+@app.command("predict")
+def predict_command(
+    images: Annotated[list[Path], typer.Argument(help="PNG files and/or folders of PNGs")],
+    model: Annotated[str, typer.Option(
+        help="champion or challenger (the registry's aliases), a run folder, or a .keras "
+        "file")] = "champion",
+    out: Annotated[Path | None, typer.Option(
+        help="write the table here (CSV) instead of printing it")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="images per batch")] = 1024,
+) -> None:
+    """Predict the class of new 32x32 RGB images: one row per file with class id, class
+    name and confidence."""
+    from relabel.serving import predict_files
+
+    predictions = predict_files([str(p) for p in images], model, batch_size)
+    if out is None:
+        typer.echo(predictions.to_csv(), nl=False)
+    else:
+        predictions.write_csv(out)
+    typer.echo(f"{len(predictions.files)} images predicted by {predictions.model} "
+               f"({predictions.images_per_second:.0f} images/s)"
+               + (f"; written to {out}" if out else ""), err=True)
 
 
 @app.command("review")

@@ -124,6 +124,11 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         self._model = load_model(context.artifacts["keras_model"])
 
+    @property
+    def keras_model(self) -> Any:
+        """The wrapped Keras model (logits out), for callers that want probabilities."""
+        return self._model
+
     def predict(self, context, model_input, params=None):
         from relabel.tasks.predict import predict_batch
 

@@ -143,6 +143,12 @@ def test_tracked_run_logs_everything_and_champion_serves(tracking, tiny_model, t
     assert list(served) == [CLASS_NAMES[i] for i in tiny_model["predicted"][:16]]
     with pytest.raises(Exception, match="(?i)shape|uint8|tensor"):
         champion.predict(np.zeros((2, 28, 28, 3), np.uint8))
+    # `relabel predict` / relabel.predict load the same champion through the registry.
+    from relabel.serving import load_classifier, predict_images
+
+    keras_champion, where = load_classifier(f"models:/{name}@champion")
+    ids, _ = predict_images(np.asarray(test_images[:16]), keras_champion)
+    assert list(ids) == list(tiny_model["predicted"][:16]) and name in where
     # The Keras flavour loads back as a Keras model for Keras users.
     (logged,) = [m for m in client.search_logged_models([tracker.experiment_id])
                  if m.source_run_id == run and m.name == "classifier-keras"]
