@@ -63,6 +63,11 @@ class TrainProfile(BaseModel):
     weight_by_confidence: bool = Field(
         False, description="weight each corrected noisy image by its posterior confidence"
     )
+    ema_momentum: float | None = Field(
+        None, gt=0, lt=1, description="keep an exponential moving average of the weights "
+        "(e.g. 0.99 per step) and finish with it, BatchNorm statistics recomputed; None: off "
+        "(not yet measured on the reference data)"
+    )
     max_train_images: int | None = Field(
         None, ge=16, description="cap on noisy training images (smoke tests only)"
     )

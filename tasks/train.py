@@ -246,6 +246,8 @@ def train_classifier(
         optimizer = keras.optimizers.SGD(
             schedule, momentum=profile.momentum, nesterov=True,
             weight_decay=profile.weight_decay,
+            use_ema=profile.ema_momentum is not None,
+            ema_momentum=profile.ema_momentum or 0.99,
         )
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
         optimizer.build(model.trainable_variables)
@@ -327,6 +329,10 @@ def train_classifier(
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
 
+    if profile.ema_momentum is not None:
+        optimizer.finalize_variable_values(model.trainable_variables)  # weights := EMA
+        recalibrate_batch_norm(model, images, global_batch, seed, strategy)
+
     images_per_second = trained_images / train_seconds if train_seconds else 0.0
     return TrainResult(
         model=model,
@@ -336,6 +342,32 @@ def train_classifier(
         gflops_per_second=3 * forward_flops(model) * images_per_second / 1e9,
         epochs=epochs,
     )
+
+
+BN_RECALIBRATION_STEPS = 16
+
+
+def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int,
+                           seed: int, strategy: tf.distribute.Strategy | None = None) -> None:
+    """Recompute BatchNorm's running statistics for the model's current weights (after the
+    EMA swap the running statistics belong to other weights): forward passes in training
+    mode over `BN_RECALIBRATION_STEPS` random batches, no gradient step. BN momentum 0.6
+    forgets the old statistics within a few batches."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync > 1:
+        log.warning("BatchNorm recalibration skipped on %d replicas",
+                    strategy.num_replicas_in_sync)
+        return
+
+    @tf.function
+    def forward(x):
+        model(x, training=True)
+
+    order = np.random.default_rng([seed, 1 << 20]).permutation(len(images))
+    steps = min(BN_RECALIBRATION_STEPS, max(len(images) // batch_size, 1))
+    for step in range(steps):
+        batch = np.sort(order[step * batch_size:(step + 1) * batch_size])
+        forward(tf.constant(images[batch]))
 
 
 # ---------------------------------------------------------------------------- inference

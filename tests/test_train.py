@@ -249,3 +249,17 @@ def test_concurrent_trainings_in_one_process_take_turns():
                          text=True, timeout=600)
     assert run.returncode == 0, (run.returncode, run.stdout[-2000:], run.stderr[-3000:])
     assert "errors: []" in run.stdout
+
+
+def test_ema_weights_with_recalibrated_batch_norm(demo):
+    """With ema_momentum the model ends on the averaged weights (not the last step's) and
+    BatchNorm statistics recomputed for them; it still learns the demo classes."""
+    plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
+    x, y = demo.images[plan.clean_train_idx], demo.clean_labels[plan.clean_train_idx]
+    ema = SMOKE.model_copy(update={"ema_momentum": 0.9})
+    plain = train_classifier(x, y, SMOKE, epochs=3, seed=7).model
+    averaged = train_classifier(x, y, ema, epochs=3, seed=7).model
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(plain.get_weights(), averaged.get_weights(), strict=True))
+    proba = predict_proba(averaged, demo.images[plan.val_idx])
+    assert np.mean(proba.argmax(1) == demo.clean_labels[plan.val_idx]) > 0.3
