@@ -1,214 +1,136 @@
-"""The whole relabel chain on a dataset, scored on a held-out split of its clean labels.
+"""Held-out accuracy of the shipped pipeline, from the flow itself.
 
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/course --profile cpu \
-        [--seed 0] [--validation-size 0.2] [--with-ce] [--out benchmarks/results]
+        [--seed 0] [--validation-size 0.2] [--output-dir runs/bench] [--cache-dir .relabel-cache]
+    .venv/bin/python benchmarks/accuracy.py --from-run runs/cpu-reference   # report only
 
-Calls the tasks/ functions in pipeline order (baseline -> noise model -> Model I -> k-fold
-clean model -> label correction -> Model II) and prints one table: per model the accuracy on
-the validation split (clean labels no training step ever sees, not even with their noisy
-label), wall time, training images/s and GFLOP/s; then the label-correction accuracy on the
-clean-train images (out of fold, where the truth is known) and the estimated noise rate.
-Writes the same figures as JSON to --out.
+Runs `relabel.flows.pipeline.pipeline` (what `relabel run` runs: same stages, cache and
+tracking) and reads the run's metrics.json; `--from-run` reads the metrics.json of a run
+that already finished (for example one `relabel run` made) instead of training. Prints:
+
+- per model, the accuracy on the validation split (clean labels that no training step
+  sees, not even with their noisy label) with its binomial standard error;
+- the accuracy of the corrected labels Model II trains on, estimated on the validation
+  images (corrected exactly as the noisy images are), and the noisy labels' own accuracy;
+- wall time per stage, training images/s and GFLOP/s per model;
+- this machine's matmul ceiling in float32 and bfloat16, measured in the same process, and
+  the fraction of it each model's training reaches.
+
+Writes the same figures as JSON next to the run's metrics.json (accuracy-report.json).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import math
+import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from relabel.config import PROFILES
+from relabel.config import PROFILES, PipelineConfig
 from relabel.fileio import write_json_atomic
 
-log = logging.getLogger("accuracy")
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on `n` independent images."""
+    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / n) if n else float("nan")
 
 
-@dataclass
-class Row:
-    name: str
-    accuracy: float | None = None
-    seconds: float = 0.0
-    images_per_second: float | None = None
-    gflops_per_second: float | None = None
-    note: str = ""
-    extra: dict = field(default_factory=dict)
+def matmul_ceiling(dtype: str, size: int = 2048, seconds: float = 3.0) -> float:
+    """Sustained GFLOP/s of a square `size` matmul in `dtype` on this machine's CPU/GPU."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([size, size], [0, 1], dtype=tf.float32)
+    b = tf.random.stateless_normal([size, size], [1, 2], dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+
+    @tf.function
+    def product(x, y):
+        return tf.reduce_sum(tf.cast(tf.matmul(x, y), tf.float32))
+
+    product(a, b).numpy()  # trace and warm up
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        product(a, b).numpy()
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - started) / 1e9
 
 
-class Clock:
-    """Wall time per named stage."""
+def run_pipeline(args: argparse.Namespace) -> Path:
+    """Run the shipped flow; return the folder holding its metrics.json."""
+    from relabel.flows.pipeline import pipeline
 
-    def __init__(self) -> None:
-        self.stages: dict[str, float] = {}
-        self.started = time.perf_counter()
-
-    def time(self, name: str):
-        clock = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                log.info("stage %s ...", name)
-
-            def __exit__(self, *exc):
-                clock.stages[name] = time.perf_counter() - self.t
-                log.info("stage %s: %.1f s", name, clock.stages[name])
-
-        return _Stage()
+    config = PipelineConfig(data=str(args.data), profile=args.profile, seed=args.seed,
+                            validation_size=args.validation_size, output_dir=args.output_dir,
+                            cache_dir=args.cache_dir)
+    state = pipeline(config=config, return_state=True)
+    if not state.is_completed():
+        raise SystemExit(f"error: pipeline {state.name}: {state.message}")
+    return Path(args.output_dir)
 
 
-def run(data: Path, profile_name: str, seed: int, validation_size: float, with_ce: bool,
-        cache: Path) -> dict:
-    from relabel.tasks.baseline import fit_baseline, predict_baseline
-    from relabel.tasks.clean_model import combine_folds, train_clean_fold
-    from relabel.tasks.correct import correct_labels, correction_accuracy, fit_temperature
-    from relabel.tasks.evaluate import evaluate
-    from relabel.tasks.features import rgb_histogram
-    from relabel.tasks.ingest import ingest
-    from relabel.tasks.model1 import train_model1
-    from relabel.tasks.noise import estimate_transition, noise_rates, overall_noise_rate
-    from relabel.tasks.retrain import retrain_model2
-    from relabel.tasks.split import plan_splits
-    from relabel.tasks.train import predict_proba
-
-    profile = PROFILES[profile_name]
-    clock = Clock()
-    rows: list[Row] = []
-    with clock.time("ingest"):
-        dataset = ingest(data, cache).load(mmap=False)
-    images, noisy, clean = dataset.images, dataset.noisy_labels, dataset.clean_labels
-    plan = plan_splits(clean, validation_size, profile.folds, seed, profile.max_train_images)
-    val, val_true = plan.val_idx, clean[plan.val_idx]
-    model1_idx = plan.model1_idx
-
-    def val_accuracy(model) -> float:
-        proba = predict_proba(model, images[val], tta=profile.tta)
-        return evaluate(val_true, proba.argmax(1))["accuracy"]
-
-    with clock.time("baseline"):
-        features = rgb_histogram(images)
-        baseline = fit_baseline(features[model1_idx], noisy[model1_idx], seed)
-        acc = evaluate(val_true, predict_baseline(baseline, features[val]))["accuracy"]
-    rows.append(Row("Baseline (histogram + logistic regression)", acc,
-                    clock.stages["baseline"]))
-
-    with clock.time("noise"):
-        transition = estimate_transition(clean[plan.clean_train_idx],
-                                         noisy[plan.clean_train_idx])
-    rates = noise_rates(transition)
-
-    with clock.time("model1"):
-        model1 = train_model1(images[model1_idx], noisy[model1_idx], transition, profile, seed)
-        acc = val_accuracy(model1.model)
-    rows.append(Row("Model I (forward loss, noisy labels)", acc, clock.stages["model1"],
-                    model1.images_per_second, model1.gflops_per_second,
-                    f"{model1.epochs} ep"))
-    if with_ce:
-        with clock.time("model1_ce"):
-            ce = train_model1(images[model1_idx], noisy[model1_idx], transition, profile, seed,
-                              loss="ce")
-            acc = val_accuracy(ce.model)
-        rows.append(Row("Model I (plain CE, noisy labels)", acc, clock.stages["model1_ce"],
-                        ce.images_per_second, ce.gflops_per_second, f"{ce.epochs} ep"))
-
-    init = model1.model if profile.clean_init == "model1" else None
-    with clock.time("clean_folds"):
-        predict_idx = np.union1d(plan.noisy_idx, val)  # scoring val is not training on it
-        folds = [
-            train_clean_fold(images, clean, train, holdout, predict_idx, profile, seed, fold,
-                             initial_model=init, batch_size=profile.clean_batch_size)
-            for fold, (train, holdout) in enumerate(plan.folds)
-        ]
-        proba = combine_folds(folds, dataset.num_images)
-    oof = plan.clean_train_idx
-    oof_acc = float(np.mean(proba[oof].argmax(1) == clean[oof]))
-    ens_acc = float(np.mean(proba[val].argmax(1) == val_true))
-    fold_ips = float(np.mean([f.train.images_per_second for f in folds]))
-    fold_gflops = float(np.mean([f.train.gflops_per_second for f in folds]))
-    rows.append(Row(f"Clean model ({profile.folds}-fold ensemble)", ens_acc,
-                    clock.stages["clean_folds"], fold_ips, fold_gflops,
-                    f"OOF acc {oof_acc:.4f}; init {profile.clean_init}"))
-
-    with clock.time("correct"):
-        temperature = fit_temperature(proba[oof], clean[oof])
-        kw = dict(temperature=temperature, keep_fraction=profile.keep_fraction)
-        oof_corr = correct_labels(proba[oof], noisy[oof], transition, **kw)
-        threshold_corr = correct_labels(proba[oof], noisy[oof], transition,
-                                        method="threshold", threshold=0.85)
-        correction = correct_labels(proba[plan.noisy_idx], noisy[plan.noisy_idx], transition,
-                                    **kw)
-    correction_figures = {
-        "temperature": temperature,
-        "noisy_label_accuracy_oof": float(np.mean(noisy[oof] == clean[oof])),
-        "clean_model_accuracy_oof": oof_acc,
-        "posterior_accuracy_oof": correction_accuracy(oof_corr, clean[oof]),
-        "posterior_kept_accuracy_oof": correction_accuracy(oof_corr, clean[oof], True),
-        "posterior_kept_fraction": oof_corr.kept_fraction,
-        "threshold_0.85_kept_accuracy_oof": correction_accuracy(
-            threshold_corr, clean[oof], True),
-        "threshold_0.85_kept_fraction": threshold_corr.kept_fraction,
-        "noisy_images_kept_fraction": correction.kept_fraction,
-        "noisy_images_mean_confidence": float(correction.confidence.mean()),
-    }
-
-    init = model1.model if profile.retrain_init == "model1" else None
-    with clock.time("retrain"):
-        model2 = retrain_model2(images, plan.clean_train_idx, clean, plan.noisy_idx,
-                                correction, profile, seed, initial_model=init,
-                                weight_by_confidence=profile.weight_by_confidence)
-        acc = val_accuracy(model2.model)
-    chain = sum(clock.stages[s] for s in ("clean_folds", "correct", "retrain"))
-    rows.append(Row("Model II (clean folds -> correction -> retrain)", acc,
-                    clock.stages["retrain"], model2.images_per_second,
-                    model2.gflops_per_second,
-                    f"{model2.epochs} ep; chain {chain / 60:.1f} min"))
+def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    n_val = int(metrics["counts"]["validation"])
+    precision = PROFILES[metrics["profile"]].precision
+    ceiling = ceilings["bfloat16" if precision == "mixed_bfloat16" else "float32"]
+    models = []
+    for name, score in metrics["scores"].items():
+        trained = metrics["models"].get(name, {}).get("metrics", {})
+        accuracy = float(score["validation"]["accuracy"])
+        gflops = trained.get("gflops_per_second")
+        models.append({
+            "model": name, "validation_accuracy": accuracy,
+            "standard_error": standard_error(accuracy, n_val),
+            "train_seconds": trained.get("seconds"),
+            "images_per_second": trained.get("images_per_second"),
+            "gflops_per_second": gflops,
+            "fraction_of_ceiling": gflops / ceiling if gflops else None,
+        })
+    correction = (metrics.get("correction") or {}).get("metrics", {})
+    corrected = correction.get("validation_correction_accuracy")
+    noisy = correction.get("validation_noisy_label_accuracy")
     return {
-        "profile": profile.model_dump(),
-        "seed": seed,
-        "validation_images": int(val.size),
-        "rows": [r.__dict__ for r in rows],
-        "stages_seconds": clock.stages,
-        "total_seconds": time.perf_counter() - clock.started,
-        "model2_chain_seconds": chain,
-        "correction": correction_figures,
-        "noise_rate_mean": float(rates.mean()),
-        "noise_rate_overall": overall_noise_rate(transition),
-        "noise_rates": rates.tolist(),
-        "split_sizes": {"val": int(val.size), "clean_train": int(plan.clean_train_idx.size),
-                        "noisy": int(plan.noisy_idx.size)},
+        "run_dir": str(run_dir), "run_name": metrics["run_name"], "profile": metrics["profile"],
+        "seed": metrics["config"]["seed"], "counts": metrics["counts"],
+        "validation_images": n_val, "models": models,
+        "corrected_label_accuracy": corrected,
+        "corrected_label_standard_error": (standard_error(corrected, n_val)
+                                           if corrected is not None else None),
+        "noisy_label_accuracy": noisy, "correction": correction,
+        "noise_rate": metrics["noise"]["overall_noise_rate"],
+        "stage_seconds": metrics.get("stage_seconds", {}),
+        "matmul_gflops": ceilings, "training_precision": precision,
     }
 
 
-def print_report(result: dict) -> None:
-    def fmt(value, spec):
+def print_report(result: dict[str, Any]) -> None:
+    def fmt(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    print(f"\nprofile {result['profile']['name']}, seed {result['seed']}, held-out clean "
-          f"validation images: {result['validation_images']}")
-    print(f"{'model':<50} {'val acc':>8} {'wall s':>8} {'img/s':>7} {'GFLOP/s':>8}  note")
-    for r in result["rows"]:
-        print(f"{r['name']:<50} {fmt(r['accuracy'], '.4f'):>8} {r['seconds']:>8.0f} "
-              f"{fmt(r['images_per_second'], '.0f'):>7} {fmt(r['gflops_per_second'], '.0f'):>8}"
-              f"  {r['note']}")
-    c = result["correction"]
-    print("\nlabel correction on clean-train images (out of fold, truth known):")
-    print(f"  noisy labels correct:            {c['noisy_label_accuracy_oof']:.4f}")
-    print(f"  clean model argmax correct:      {c['clean_model_accuracy_oof']:.4f}")
-    print(f"  posterior p(y|x)T[y,noisy]:      {c['posterior_accuracy_oof']:.4f} "
-          f"(temperature {c['temperature']:.3f}, kept {c['posterior_kept_fraction']:.1%}, "
-          f"kept-only {c['posterior_kept_accuracy_oof']:.4f})")
-    print(f"  old rule (max p > 0.85):         {c['threshold_0.85_kept_accuracy_oof']:.4f} on "
-          f"the {c['threshold_0.85_kept_fraction']:.1%} it keeps")
-    print(f"estimated noise rate: {result['noise_rate_mean']:.4f} (mean of 1 - diag T); "
-          f"per class {np.round(result['noise_rates'], 3).tolist()}")
-    stages = ", ".join(f"{k} {v:.0f}" for k, v in result["stages_seconds"].items())
-    print(f"wall seconds per stage: {stages}")
-    print(f"Model II chain (clean folds + correction + retrain): "
-          f"{result['model2_chain_seconds'] / 60:.1f} min; whole run "
-          f"{result['total_seconds'] / 60:.1f} min")
+    print(f"\nrun {result['run_name']} (profile {result['profile']}, seed {result['seed']}): "
+          f"{result['validation_images']} held-out clean validation images")
+    print(f"{'model':<10} {'held-out accuracy':>20} {'train s':>8} {'img/s':>7} "
+          f"{'GFLOP/s':>8} {'of ceiling':>10}")
+    for m in result["models"]:
+        acc = f"{m['validation_accuracy']:.2%} ± {m['standard_error']:.2%}"
+        print(f"{m['model']:<10} {acc:>20} {fmt(m['train_seconds'], '.0f'):>8} "
+              f"{fmt(m['images_per_second'], '.0f'):>7} {fmt(m['gflops_per_second'], '.0f'):>8} "
+              f"{fmt(m['fraction_of_ceiling'], '.1%'):>10}")
+    if result["corrected_label_accuracy"] is not None:
+        print(f"corrected labels Model II trains on: {result['corrected_label_accuracy']:.2%} "
+              f"± {result['corrected_label_standard_error']:.2%} right (noisy labels: "
+              f"{result['noisy_label_accuracy']:.2%}; temperature "
+              f"{result['correction'].get('temperature', float('nan')):.3f})")
+    print(f"estimated noise rate: {result['noise_rate']:.2%}")
+    if result["stage_seconds"]:
+        stages = ", ".join(f"{k} {v / 60:.1f}" for k, v in result["stage_seconds"].items())
+        print(f"wall minutes per stage: {stages}")
+    c = result["matmul_gflops"]
+    print(f"matmul ceiling (2048², this machine): float32 {c['float32']:.0f} GFLOP/s, "
+          f"bfloat16 {c['bfloat16']:.0f} GFLOP/s; training runs in {result['training_precision']}")
 
 
 def main() -> None:
@@ -217,17 +139,23 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validation-size", type=float, default=0.2)
-    parser.add_argument("--with-ce", action="store_true",
-                        help="also train Model I with plain cross-entropy")
-    parser.add_argument("--cache", type=Path, default=Path(".relabel-cache"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/accuracy-benchmark"))
+    parser.add_argument("--cache-dir", type=Path, default=Path(".relabel-cache"))
+    parser.add_argument("--from-run", type=Path, default=None,
+                        help="report on this finished run's metrics.json; train nothing")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = run(args.data, args.profile, args.seed, args.validation_size, args.with_ce,
-                 args.cache)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    write_json_atomic(args.out / f"accuracy-{args.profile}-{stamp}.json", result)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.perf_counter()
+    run_dir = args.from_run if args.from_run is not None else run_pipeline(args)
+    wall = time.perf_counter() - started
+    ceilings = {dtype: matmul_ceiling(dtype) for dtype in ("float32", "bfloat16")}
+    result = report(run_dir, ceilings)
+    if args.from_run is None:
+        result["benchmark_wall_seconds"] = wall
+    write_json_atomic(run_dir / "accuracy-report.json", result)
     print_report(result)
+    if "benchmark_wall_seconds" in result:
+        print(f"whole run: {wall / 60:.1f} min")
 
 
 if __name__ == "__main__":
