@@ -64,26 +64,18 @@ def _expected_error(exc: BaseException) -> str | None:
 
 def run_cli() -> None:
     """The `relabel` command. One rule for every subcommand: an expected failure prints one
-    `error: <what>: <why>` line and exits 2; a traceback only with --verbose (or for a bug)."""
+    `error: <what>: <why>` line and exits 2; a traceback only with --verbose (or for a bug).
+    Usage errors are click's own (exit 2); everything else propagates out of `app()`."""
     import sys
 
-    import click
-
     try:
-        code = app(standalone_mode=False)
-    except click.ClickException as exc:  # usage errors: click's own message, exit 2
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        app()
     except Exception as exc:
         message = _expected_error(exc)
         if message is None or _VERBOSE:
             raise
         typer.echo(f"error: {message}", err=True)
         sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 @app.command("demo-data")

@@ -134,7 +134,7 @@ def read_label_rows(
         header = [f.strip().lower() for f in rows[0]]
         if len(header) == 2 and "label" in header[0] and "id" in header[1]:
             raise IngestError(f"{path}:1: columns are in the wrong order: header "
-                              f"{','.join(rows[0])!r}, expected image_id,label")
+                              f"{','.join(rows[0])!r}, expected 'image_id,label'")
     if len(rows) <= first:
         raise IngestError(f"{path}: no labels in file")
     width = len(rows[first])
@@ -236,7 +236,11 @@ def _list_numbered_pngs(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
         if match is None:
             unexpected.append(entry.name)
             continue
-        if not entry.is_file():  # follows links: a dangling link or a loop is not a file
+        try:
+            regular = entry.is_file()  # follows links: a dangling link is not a file
+        except OSError:  # a link loop
+            regular = False
+        if not regular:
             kind = "a broken or looping link" if entry.is_symlink() else "not a regular file"
             raise IngestError(f"{folder / entry.name}: {kind}, expected a PNG image")
         number = int(match.group(1))
@@ -356,6 +360,16 @@ def decode_images(
 # ----------------------------------------------------------------------------- ingest
 
 
+def _size_and_mtime(entry: os.DirEntry[str]) -> tuple[int, int]:
+    """Of the file a link points at; of the link itself when it is broken or loops (the
+    listing then refuses it, naming it)."""
+    try:
+        st = entry.stat()
+    except OSError:
+        st = entry.stat(follow_symlinks=False)
+    return st.st_size, st.st_mtime_ns
+
+
 def stat_fingerprint(data_dir: Path) -> str:
     """Cheap identity of the input folder: names, sizes and mtimes of the images, and the
     content of the label CSVs (small: hashing them catches an edit that keeps the size and
@@ -365,9 +379,7 @@ def stat_fingerprint(data_dir: Path) -> str:
         folder = data_dir / sub
         if folder.is_dir():
             with os.scandir(folder) as entries:
-                stats = sorted(
-                    (e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries
-                )
+                stats = sorted((e.name, *_size_and_mtime(e)) for e in entries)
             parts.append(f"{sub}:{stats}")
     for name in (NOISY_CSV, CLEAN_CSV, TEST_LABELS_CSV):
         path = data_dir / name

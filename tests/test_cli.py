@@ -31,7 +31,7 @@ def test_run_refuses_a_missing_dataset_before_starting_anything(in_tmp: Path) ->
 def test_run_refuses_bad_data_naming_the_file_and_line(in_tmp: Path) -> None:
     from relabel.tasks.demodata import generate_demo_data
 
-    data = generate_demo_data(in_tmp / "data", num_train=60, num_clean=20, num_test=0)
+    data = generate_demo_data(in_tmp / "data", num_train=60, num_clean=20, num_test=5)
     lines = (data / "noisy_labels.csv").read_text().splitlines()
     lines[6] = "12"
     (data / "noisy_labels.csv").write_text("\n".join(lines) + "\n")
@@ -69,7 +69,7 @@ def test_an_expected_failure_is_one_line_and_exit_2_traceback_only_when_verbose(
         in_tmp: Path) -> None:
     from relabel.tasks.demodata import generate_demo_data
 
-    data = generate_demo_data(in_tmp / "data", num_train=40, num_clean=10, num_test=0)
+    data = generate_demo_data(in_tmp / "data", num_train=40, num_clean=10, num_test=5)
     (in_tmp / "cache-file").write_text("not a folder")
     quiet = _relabel("ingest", str(data), "--cache-dir", "cache-file", cwd=in_tmp)
     assert quiet.returncode == 2, quiet.stderr

@@ -88,7 +88,7 @@ def test_bad_inputs_are_named():
 
 def test_pipeline_correction_calibrates_on_clean_images_and_reports_on_validation():
     true, noisy, t, proba = _synthetic(6000, seed=3)
-    sharp = temper(proba, 2.0)  # an over-confident model: the fitted temperature undoes it
+    sharp = temper(proba, 0.5)  # an over-confident model: the fitted temperature undoes it
     clean = np.full(true.size, -1)
     clean[:3000] = true[:3000]
     calibration, val, noisy_idx = np.arange(2000), np.arange(2000, 3000), np.arange(3000, 6000)

@@ -321,6 +321,6 @@ def test_a_broken_link_for_an_image_is_named(data: Path, tmp_path: Path, kind: s
 def test_os_junk_is_ignored_and_other_strays_get_the_rule(data: Path, tmp_path: Path) -> None:
     for junk in ("Thumbs.db", "desktop.ini", ".DS_Store"):
         (data / "images" / junk).write_bytes(b"junk")
-    assert ingest(data, tmp_path / "cache").summary["num_images"] > 0
+    assert ingest(data, tmp_path / "ok-cache").summary["num_images"] > 0
     (data / "images" / "notes.txt").write_text("x")
     _expect_error(data, tmp_path, "notes.txt", "must be named <number>.png, e.g. 00001.png")
