@@ -5,6 +5,8 @@ Importing the package sets the offline, quiet defaults the whole project relies 
 benchmarks) behaves the same without the user exporting anything.
 """
 
+from pathlib import Path
+
 from relabel.settings import apply_offline_defaults
 
 apply_offline_defaults()
@@ -14,6 +16,10 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
+# Light constants the CLI needs before any heavy import (relabel.config imports pydantic).
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "demo", "cpu", "gpu")
+DEFAULT_CACHE_DIR = Path(".relabel-cache")
+DEFAULT_OUTPUT_DIR = Path("runs/latest")
 
 __version__ = "0.1.0"
 

@@ -7,12 +7,15 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 import relabel  # noqa: F401  (sets the offline environment defaults)
-from relabel.config import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, PROFILES, PipelineConfig
+from relabel import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, PROFILE_NAMES
+
+if TYPE_CHECKING:
+    from relabel.config import PipelineConfig
 
 app = typer.Typer(
     name="relabel",
@@ -233,7 +236,7 @@ def review(
 def run(
     data: Annotated[str, typer.Option(help="dataset folder or s3://bucket/prefix")] = "demo-data",
     profile: Annotated[
-        str, typer.Option(help=f"training budget: {', '.join(PROFILES)}")
+        str, typer.Option(help=f"training budget: {', '.join(PROFILE_NAMES)}")
     ] = "smoke",
     seed: Annotated[int, typer.Option(help="seed of every split and model")] = 0,
     models: Annotated[str, typer.Option(
@@ -257,6 +260,8 @@ def run(
     import os
 
     from pydantic import ValidationError
+
+    from relabel.config import PipelineConfig
 
     try:
         config = PipelineConfig(

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from relabel import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, PROFILE_NAMES
+
 ModelName = Literal["baseline", "model1", "model2"]
 ProfileName = Literal["smoke", "demo", "cpu", "gpu"]
 # Display names (label_prediction.csv columns, reports), in pipeline order.
 MODEL_TITLES: dict[str, str] = {"baseline": "Baseline", "model1": "Model I", "model2": "Model II"}
-DEFAULT_CACHE_DIR = Path(".relabel-cache")
-DEFAULT_OUTPUT_DIR = Path("runs/latest")
 
 
 class TrainProfile(BaseModel):
@@ -97,7 +97,7 @@ PROFILES: dict[str, TrainProfile] = {
 }
 # `make demo`: the cpu recipe at half width, ~2x faster; 98.5% on the demo test folder.
 PROFILES["demo"] = PROFILES["cpu"].model_copy(update={"name": "demo", "width": 0.5})
-PROFILES = {name: PROFILES[name] for name in ("smoke", "demo", "cpu", "gpu")}
+PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 
 
 class PipelineConfig(BaseModel):
