@@ -21,6 +21,7 @@ from relabel.flows.policies import results_in
 from relabel.flows.records import DatasetRef, FoldRef, PipelineSummary
 from relabel.flows.runners import make_task_runner
 from relabel.flows.stages import (
+    STAGE_OF_TASK,
     combine_clean_folds,
     correct_noisy_labels,
     explore_noise,
@@ -36,12 +37,8 @@ from relabel.flows.stages import (
     train_clean_model,
     train_model1,
 )
-from relabel.tracking import (
-    finish_tracking,
-    mark_failed_hook,
-    prefect_stage_seconds,
-    start_tracking,
-)
+from relabel.flows.timing import stage_seconds
+from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
 
 
 def run_name(profile: str, data_hash: str) -> str:
@@ -115,7 +112,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 correction=correction, models={m.name: m for m in models},
                 scores={s.name: s for s in scores},
             )
-            summary.stage_seconds = prefect_stage_seconds()
+            summary.stage_seconds = stage_seconds(STAGE_OF_TASK)
             summary.outputs = publish_results(config.output_dir, summary)
             finish_tracking(tracker, summary, folds)
     get_run_logger().info("results in %s: %s", config.output_dir, summary.headline())

@@ -135,7 +135,7 @@ class PipelineSummary(BaseModel):
     models: dict[str, TrainedModel] = {}
     scores: dict[str, ModelScores] = {}
     outputs: dict[str, str] = {}
-    stage_seconds: dict[str, float] = {}  # wall time per stage (relabel.tracking's stages)
+    stage_seconds: dict[str, float] = {}  # wall time per stage (flows.stages.STAGE_OF_TASK)
 
     def headline(self) -> dict[str, float]:
         """Validation (and test) accuracy per model: the numbers a person looks at first."""

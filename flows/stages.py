@@ -462,3 +462,19 @@ def publish_results(output_dir: Path, summary: PipelineSummary) -> dict[str, str
     write_json_atomic(output_dir / "metrics.json",
                       summary.model_copy(update={"outputs": paths}).model_dump(mode="json"))
     return paths
+
+
+# Task identity -> the stage (MLflow stage run) its wall time counts towards.
+STAGE_OF_TASK: dict[str, str] = {
+    stage_task.task_key: stage for stage_task, stage in (
+        (ingest_dataset, "data"), (resolve_clean_labels, "data"), (split_clean_labels, "data"),
+        (explore_noise, "noise"),
+        (extract_features, "baseline"), (train_baseline, "baseline"),
+        (train_model1, "model1"),
+        (train_clean_fold, "clean-model"), (combine_clean_folds, "clean-model"),
+        (correct_noisy_labels, "correction"),
+        (retrain_model2, "model2"),
+        (score_model, "scoring"),
+        (publish_results, "publish"),
+    )
+}

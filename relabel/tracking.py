@@ -90,52 +90,6 @@ def start_tracking(config: PipelineConfig, run_name: str, data_hash: str,
     return tracker
 
 
-# Prefect task name (before " [profile hash]") -> the MLflow stage run it belongs to.
-_STAGE_OF_TASK = {
-    "Ingest dataset": "data", "Resolve clean labels": "data", "Split clean labels": "data",
-    "Explore label noise": "noise", "Extract colour features": "baseline",
-    "Train baseline": "baseline", "Score Baseline": "baseline",
-    "Train Model I": "model1", "Score Model I": "model1",
-    "Combine clean-model folds": "clean-model", "Correct noisy labels": "correction",
-    "Retrain Model II": "model2", "Score Model II": "model2", "Publish results": "publish",
-}
-
-
-def prefect_stage_seconds() -> dict[str, float]:
-    """Wall seconds per stage of the running Prefect flow run, summed over its task runs
-    (a cached task counts its near-zero lookup time). Empty outside a flow or if the API
-    cannot say; only finished task runs count."""
-    try:
-        from prefect import get_client
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-        from prefect.runtime import flow_run
-
-        if not flow_run.id:
-            return {}
-        with get_client(sync_client=True) as client:
-            task_runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
-    except Exception as exc:  # noqa: BLE001 - timing is nice to have, never fatal
-        log.debug("no Prefect task timings: %s", exc)
-        return {}
-    seconds: dict[str, float] = {}
-    for task_run in task_runs:
-        if task_run.end_time is None:
-            continue  # not finished (or its final state not recorded yet)
-        title = task_run.name.split(" [", 1)[0]
-        took = (0.0 if task_run.start_time is None  # served from the cache, never ran
-                else (task_run.end_time - task_run.start_time).total_seconds())
-        if title.startswith("Train clean-model fold "):
-            fold = f"clean-fold-{title.rsplit(' ', 1)[-1]}"
-            seconds[fold] = seconds.get(fold, 0.0) + took
-            stage = "clean-model"
-        else:
-            stage = _STAGE_OF_TASK.get(title)
-        if stage is not None:
-            seconds[stage] = seconds.get(stage, 0.0) + took
-    return seconds
-
-
 def finish_tracking(tracker: Tracker | None, summary: Any, folds: Sequence[Any] = ()) -> None:
     """The flow's exit point: log the finished run's summary, gate Model II, end the run.
     A tracking failure ends the MLflow run FAILED and propagates (clear error in Prefect)."""
@@ -143,7 +97,7 @@ def finish_tracking(tracker: Tracker | None, summary: Any, folds: Sequence[Any] 
         return
     started = time.perf_counter()
     try:
-        runs = tracker.log_summary(summary, folds, stage_seconds=prefect_stage_seconds())
+        runs = tracker.log_summary(summary, folds, stage_seconds=summary.stage_seconds)
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -512,7 +466,7 @@ class Tracker:
                                               tags={"relabel.fold": str(fold.fold)})
                     self.log_training(fold_run, fold.model.metrics, fold.model.history,
                                       f"clean fold {fold.fold}", folder)
-                    self._end(fold_run, seconds.get(f"clean-fold-{fold.fold}"))
+                    self._end(fold_run, fold.model.metrics.get("seconds"))
                 self._end(run, seconds.get("clean-model"))
 
             # correction
@@ -556,8 +510,7 @@ class Tracker:
             for name, path in (summary.outputs or {}).items():
                 if Path(path).is_file() and not name.endswith(".npy"):
                     self.log_file(parent, path, "outputs")
-            headline.update({f"{stage}.wall_seconds": value for stage, value in seconds.items()
-                             if not stage.startswith("clean-fold-")})
+            headline.update({f"{stage}.wall_seconds": value for stage, value in seconds.items()})
             self.log_metrics(parent, headline)
         return runs
 
