@@ -112,11 +112,12 @@ def ingest(
     workers: Annotated[int | None, typer.Option(min=1, help="decoding processes")] = None,
 ) -> None:
     """Validate a dataset and write its content-addressed artifact; print the summary."""
+    from relabel.storage import local_folder
     from relabel.tasks.ingest import IngestError
     from relabel.tasks.ingest import ingest as run_ingest
 
     try:
-        result = run_ingest(_local_data(data, cache_dir), cache_dir, workers)
+        result = run_ingest(local_folder(data, cache_dir), cache_dir, workers)
     except IngestError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -177,58 +178,23 @@ def review(
 
     Fill in the written label_requests.csv and give it to `relabel labels add`.
     """
-    import numpy as np
-
-    from relabel.tasks.ingest import IngestError, load_dataset
-    from relabel.tasks.ingest import ingest as run_ingest
-    from relabel.tasks.labels import CleanLabelStore
-    from relabel.tasks.review import RUN_FOLD_PROBA, RUN_METRICS, RUN_PROBA, review_dataset
+    from relabel.reviewing import review_run
+    from relabel.tasks.ingest import IngestError
 
     try:
-        run_info: dict = {}
-        source = data
-        if run_dir is not None:
-            if not run_dir.is_dir():
-                raise IngestError(f"{run_dir}: run folder not found")
-            if (run_dir / RUN_METRICS).is_file():
-                run_info = json.loads((run_dir / RUN_METRICS).read_text())
-            proba = proba or run_dir / RUN_PROBA
-            if fold_proba is None and (run_dir / RUN_FOLD_PROBA).is_file():
-                fold_proba = run_dir / RUN_FOLD_PROBA
-            # The user's dataset (what `labels add --data` takes); the run's ingested copy.
-            source = data or run_info.get("config", {}).get("data")
-            data = data or run_info.get("dataset_dir")
-            out = out or run_dir / "review"
-        if proba is None or data is None:
-            raise IngestError(
-                "give a run folder, or both --proba and --data"
-                + (f" ({run_dir / RUN_METRICS} names no dataset_dir)" if run_dir else "")
-            )
-        cache = cache_dir or Path(run_info.get("cache_dir", DEFAULT_CACHE_DIR))
-        for path in (proba, fold_proba):
-            if path is not None and not path.is_file():
-                raise IngestError(f"{path}: probabilities file not found")
-        folder = _local_data(data, cache)
-        if (folder / "images.npy").is_file():  # an ingested artifact folder
-            dataset = load_dataset(folder)
-        else:
-            dataset = run_ingest(folder, cache).load()
-        # Labels merged by `relabel labels add` count as known: never request them again.
-        clean = CleanLabelStore(cache, dataset.content_hash).current(dataset.clean_labels)
-        outputs = review_dataset(
-            dataset, np.load(proba), out or Path("review"), num_requests=num_requests,
-            top_n=top_n, method=method, strategy=strategy,  # type: ignore[arg-type]
-            fold_proba=None if fold_proba is None else np.load(fold_proba),
-            clean_labels=clean, include_clean=include_clean, seed=seed,
-        )
+        result = review_run(
+            run_dir, proba=proba, data=data, out=out, fold_proba=fold_proba,
+            cache_dir=cache_dir, num_requests=num_requests, top_n=top_n,
+            method=method, strategy=strategy,  # type: ignore[arg-type]
+            include_clean=include_clean, seed=seed)
     except (IngestError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    outputs = result.outputs
     typer.echo(json.dumps({
         "num_label_issues": outputs.num_issues, "num_label_requests": outputs.num_requests,
         "files": {p.name: str(p) for p in outputs.artifact_paths},
-        "next": f"fill in {outputs.requests_csv}, then: relabel labels add "
-                f"{outputs.requests_csv} --data {source or data} --cache-dir {cache}",
+        "next": result.next_step(),
     }, indent=2))
 
 
@@ -412,6 +378,7 @@ def labels_add(
     from pydantic import ValidationError
 
     from relabel.config import PipelineConfig
+    from relabel.storage import local_folder
     from relabel.tasks.ingest import IngestError
     from relabel.tasks.ingest import ingest as run_ingest
     from relabel.tasks.labels import CleanLabelStore
@@ -423,7 +390,7 @@ def labels_add(
             cache_dir=cache_dir.resolve(), profile=profile, output_dir=output_dir.resolve(),
             models=[m.strip() for m in models.split(",") if m.strip()],
         )
-        dataset = run_ingest(_local_data(data, cache_dir), cache_dir).load()
+        dataset = run_ingest(local_folder(data, cache_dir), cache_dir).load()
         store = CleanLabelStore(cache_dir, dataset.content_hash)
         version, merge = store.add_file(labels_file, dataset.clean_labels,
                                         allow_changes=allow_changes)
@@ -509,15 +476,6 @@ def mlflow_ui(
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {store})")
     os.execv(sys.executable, command)
-
-
-def _local_data(data: str, cache_dir: Path) -> Path:
-    """A local folder for `data`; `s3://` locations are fetched into the cache first."""
-    if data.startswith("s3://"):
-        from relabel.storage import fetch_prefix
-
-        return fetch_prefix(data, cache_dir / "s3")
-    return Path(data)
 
 
 if __name__ == "__main__":

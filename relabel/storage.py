@@ -284,3 +284,11 @@ def _run_all(function: Callable[[Any], Any], items: list[Any], workers: int) -> 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest `fetch_prefix` wrote into a cached folder."""
     return json.loads((Path(folder) / MANIFEST).read_text())
+
+
+def local_folder(data: str, cache_dir: str | os.PathLike[str]) -> Path:
+    """A local folder for `data`: itself, or for an `s3://` prefix its copy fetched into
+    `cache_dir/s3` (unchanged objects are not downloaded again)."""
+    if is_s3_uri(data):
+        return fetch_prefix(data, Path(cache_dir) / "s3")
+    return Path(data)

@@ -14,7 +14,7 @@ import html
 import io
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -242,9 +242,6 @@ class ReviewOutputs:
     requests_sheet_png: Path
     num_issues: int = 0
     num_requests: int = 0
-    # Flat numbers for MLflow: review.flagged, review.estimated_wrong_labels,
-    # review.estimated_wrong.<class>, review.requests, review.skipped_duplicates.
-    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def artifact_paths(self) -> list[Path]:
@@ -336,18 +333,9 @@ def write_review(
         out / REQUESTS_SHEET_PNG, images, request_tiles,
         f"Top {len(request_tiles)} images to label next (noisy -> likely)", score_name="gain",
     )
-    metrics = {
-        "review.examined": float(issues.num_candidates),
-        "review.flagged": float(len(issues)),
-        "review.estimated_wrong_labels": float(issues.estimated_total),
-        **{f"review.estimated_wrong.{name}": float(v["estimated_issues"])
-           for name, v in issues.per_class.items()},
-        "review.requests": float(len(requests)),
-        "review.skipped_duplicates": float(requests.skipped_duplicates),
-    }
     return ReviewOutputs(
         out, issues_csv, requests_csv, detail_csv, summary_json, gallery, issues_png,
-        requests_png, num_issues=len(issues), num_requests=len(requests), metrics=metrics,
+        requests_png, num_issues=len(issues), num_requests=len(requests),
     )
 
 
