@@ -100,6 +100,8 @@ def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
         "corrected_label_standard_error": (standard_error(corrected, n_val)
                                            if corrected is not None else None),
         "noisy_label_accuracy": noisy, "correction": correction,
+        "teacher_label_accuracy": (metrics.get("teacher_correction") or {}).get(
+            "validation_correction_accuracy"),
         "noise_rate": metrics["noise"]["overall_noise_rate"],
         "stage_seconds": metrics.get("stage_seconds", {}),
         "matmul_gflops": ceilings, "training_precision": precision,
@@ -124,6 +126,10 @@ def print_report(result: dict[str, Any]) -> None:
               f"± {result['corrected_label_standard_error']:.2%} right (noisy labels: "
               f"{result['noisy_label_accuracy']:.2%}; temperature "
               f"{result['correction'].get('temperature', float('nan')):.3f})")
+    teacher = result.get("teacher_label_accuracy")
+    if teacher is not None:
+        print(f"  (the teacher alone, before self-training: {teacher:.2%} ± "
+              f"{standard_error(teacher, result['validation_images']):.2%})")
     print(f"estimated noise rate: {result['noise_rate']:.2%}")
     if result["stage_seconds"]:
         stages = ", ".join(f"{k} {v / 60:.1f}" for k, v in result["stage_seconds"].items())

@@ -1,7 +1,8 @@
 """The relabel pipeline as one Prefect flow: the old notebook's sections, in order.
 
-ingest -> explore noise -> features -> baseline -> Model I -> clean model (k folds in
-parallel) -> label correction -> retrain (Model II) -> score -> predict the test folder.
+ingest -> explore noise -> features -> baseline -> Model I -> clean model (the teacher: one
+model, or k folds) -> label correction -> [cross-fitted students -> correction again] ->
+retrain (Model II) -> score -> predict the test folder.
 
 Every stage is a task in flows/stages.py, cached on its inputs' hashes + config + source, so
 a rerun skips straight to the first stage whose inputs or code changed, and a run killed in
@@ -18,11 +19,12 @@ from prefect.runtime import flow_run
 
 from relabel.config import PipelineConfig
 from relabel.flows.policies import results_in
-from relabel.flows.records import DatasetRef, FoldRef, PipelineSummary
+from relabel.flows.records import DatasetRef, FoldRef, PipelineSummary, StudentRef
 from relabel.flows.runners import make_task_runner
 from relabel.flows.stages import (
     STAGE_OF_TASK,
     combine_clean_folds,
+    combine_students,
     correct_noisy_labels,
     explore_noise,
     extract_features,
@@ -36,6 +38,7 @@ from relabel.flows.stages import (
     train_baseline,
     train_clean_model,
     train_model1,
+    train_students,
 )
 from relabel.flows.timing import stage_seconds
 from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
@@ -86,6 +89,8 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
             features = extract_features(data.images, data.test_images, cache)
             baseline = model1 = model2 = clean_model = correction = None
             folds: list[FoldRef] = []
+            students: list[StudentRef] = []
+            teacher_correction: dict[str, float] = {}
             if "baseline" in config.models:
                 baseline = train_baseline(features, data.noisy_labels, split, seed, cache)
             if _needs_model1(config):
@@ -98,8 +103,19 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 correction = correct_noisy_labels(clean_model, data.noisy_labels, clean, noise,
                                                   split, config.correction, config.threshold,
                                                   profile, cache)
+                if profile.self_training:
+                    teacher_correction = correction.metrics
+                    students = train_students(make_task_runner(config), data.images, clean,
+                                              split, correction, profile, seed, cache)
+                    mixed = combine_students(clean_model, students, split,
+                                             profile.teacher_weight, cache)
+                    correction = correct_noisy_labels(mixed, data.noisy_labels, clean, noise,
+                                                      split, config.correction,
+                                                      config.threshold, profile, cache,
+                                                      evidence="students")
                 model2 = retrain_model2(data.images, clean, split, correction, model1, profile,
-                                        seed, cache)
+                                        seed, cache,
+                                        student=students[0].model if students else None)
             models = [m for m, key in ((baseline, "baseline"), (model1, "model1"),
                                        (model2, "model2")) if m and key in config.models]
             scores = [score_model(m, data, clean, features, split, profile, cache)
@@ -109,7 +125,8 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 dataset_dir=data.directory, cache_dir=str(Path(cache).resolve()),
                 clean_labels_sha256=clean.sha256, config=config.model_dump(mode="json"),
                 counts=split.counts, noise=noise, clean_model=clean_model,
-                correction=correction, models={m.name: m for m in models},
+                correction=correction, teacher_correction=teacher_correction,
+                students=students, models={m.name: m for m in models},
                 scores={s.name: s for s in scores},
             )
             summary.stage_seconds = stage_seconds(STAGE_OF_TASK)

@@ -82,6 +82,17 @@ class FoldRef(BaseModel):
     predict_proba: Artifact
 
 
+class StudentRef(BaseModel):
+    """One cross-fitted student (tasks.self_training): trained on the clean labels and the
+    corrected labels of noisy half `half`; its probabilities on the other half and on the
+    validation images (`predict_idx`, `predict_proba`)."""
+
+    half: int
+    model: TrainedModel
+    predict_idx: Artifact
+    predict_proba: Artifact
+
+
 class CorrectionRef(BaseModel):
     """Corrected labels of the images without a clean label (`noisy_idx`): soft `targets`
     float32 [n, 10], hard `labels`, `confidence`, and `keep` (rows Model II trains on).
@@ -110,10 +121,11 @@ class ModelScores(BaseModel):
 class CleanModelRef(BaseModel):
     """The clean model's p(true label | image): `proba` float32 [N, 10] (out-of-fold on the
     clean training images, fold mean elsewhere, NaN rows where no fold predicted) and
-    `fold_proba` float32 [F, N, 10] (each fold's own predictions, NaN where it made none)."""
+    `fold_proba` float32 [F, N, 10] (each fold's own predictions, NaN where it made none;
+    None for a one-model teacher: there is no disagreement to read)."""
 
     proba: Artifact
-    fold_proba: Artifact
+    fold_proba: Artifact | None = None
 
 
 class PipelineSummary(BaseModel):
@@ -131,7 +143,10 @@ class PipelineSummary(BaseModel):
     counts: dict[str, int]
     noise: NoiseReport
     clean_model: CleanModelRef | None = None
-    correction: CorrectionRef | None = None
+    correction: CorrectionRef | None = None  # the labels Model II trained on
+    # With self-training: the teacher-only correction's metrics (what the students improved).
+    teacher_correction: dict[str, float] = {}
+    students: list[StudentRef] = []
     models: dict[str, TrainedModel] = {}
     scores: dict[str, ModelScores] = {}
     outputs: dict[str, str] = {}

@@ -38,6 +38,7 @@ from relabel.flows.records import (
     NoiseReport,
     PipelineSummary,
     SplitRef,
+    StudentRef,
     TrainedModel,
 )
 
@@ -72,6 +73,10 @@ def stage_name(title: str) -> Callable[..., str]:
         detail = ""
         if "fold" in parameters:
             detail = f" {parameters['fold']}"
+        elif "half" in parameters:
+            detail = f" {parameters['half']}"
+        elif parameters.get("evidence") == "students":
+            detail = " again (teacher + students)"
         elif isinstance(parameters.get("model"), TrainedModel):
             detail = f" {parameters['model'].name}"
         label = _current_run_label()
@@ -279,16 +284,18 @@ def train_model1(
     return _keras_record(MODEL_TITLES["model1"], result, cache_dir)
 
 
-def _initial_model(model1: TrainedModel | None, init: str) -> Any:
-    """Model I's network to start from when the profile says so (`clean_init`,
-    `retrain_init` = "model1"), else None (from scratch)."""
-    if init != "model1":
+def _initial_model(model1: TrainedModel | None, init: str,
+                   student: TrainedModel | None = None) -> Any:
+    """The network to start from when the profile says so (`clean_init`, `retrain_init`:
+    "model1" = Model I, "student" = the first self-training student), else None (scratch)."""
+    if init == "scratch":
         return None
-    if model1 is None:
-        raise ValueError("the profile starts from Model I, but no Model I was trained")
+    start = {"model1": model1, "student": student}[init]
+    if start is None:
+        raise ValueError(f"the profile starts from {init}, but none was trained")
     from relabel.tasks.train import load_model
 
-    return load_model(model1.model.local_path())
+    return load_model(start.model.local_path())
 
 
 @task(name="Train clean-model fold", task_run_name=stage_name("Train clean-model fold"),
@@ -338,7 +345,8 @@ def train_clean_model(
       **COMPUTE)
 def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) -> CleanModelRef:
     """Out-of-fold probabilities on the clean training images, the fold ensemble's mean
-    everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review."""
+    everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review
+    (k >= 2 folds only)."""
     from relabel.tasks.clean_model import FoldResult, combine_folds, stack_folds
 
     results = [
@@ -350,7 +358,8 @@ def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) 
     ]
     return CleanModelRef(
         proba=save_array(cache_dir, "clean-model", combine_folds(results, num_images)),
-        fold_proba=save_array(cache_dir, "clean-model", stack_folds(results, num_images)),
+        fold_proba=save_array(cache_dir, "clean-model", stack_folds(results, num_images))
+        if len(results) > 1 else None,
     )
 
 
@@ -359,16 +368,18 @@ def correct_noisy_labels(
     clean_model: CleanModelRef, noisy_labels: Artifact, clean_labels: Artifact,
     noise: NoiseReport, split: SplitRef, method: Literal["posterior", "threshold"],
     threshold: float, profile: TrainProfile, cache_dir: Path,
+    evidence: Literal["teacher", "students"] = "teacher",
 ) -> CorrectionRef:
     """New labels for the noisy training images, from the clean model's probabilities
-    (temperature fitted on its out-of-fold predictions) and the noisy label: the posterior
-    under T, or the old notebook's confidence threshold; `profile.keep_fraction` per class."""
+    (temperature fitted to the noisy labels' likelihood) and the noisy label: the posterior
+    under T, or the old notebook's confidence threshold; `profile.keep_fraction` per class.
+    `evidence` names where `clean_model` came from (the teacher, or teacher + students)."""
     from relabel.tasks.correct import correct_noisy_images
 
     correction, metrics = correct_noisy_images(
         load_array(clean_model.proba), load_array(noisy_labels), load_array(clean_labels),
-        load_array(noise.transition), calibration_idx=load_array(split.train_idx),
-        noisy_idx=load_array(split.noisy_idx), val_idx=load_array(split.val_idx),
+        load_array(noise.transition), noisy_idx=load_array(split.noisy_idx),
+        val_idx=load_array(split.val_idx),
         method=method, threshold=threshold, keep_fraction=profile.keep_fraction)
     return CorrectionRef(
         noisy_idx=split.noisy_idx,
@@ -380,23 +391,86 @@ def correct_noisy_labels(
     )
 
 
+def _correction(correction: CorrectionRef) -> Any:
+    from relabel.tasks.correct import Correction
+
+    return Correction(
+        targets=load_array(correction.targets), labels=load_array(correction.labels),
+        confidence=load_array(correction.confidence), keep=load_array(correction.keep),
+    )
+
+
+@task(name="Train self-training student", task_run_name=stage_name("Train student"),
+      **COMPUTE)
+def train_student(
+    images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
+    half: int, profile: TrainProfile, seed: int, cache_dir: Path,
+) -> StudentRef:
+    """One cross-fitted student: clean labels + noisy half `half` with the teacher's
+    corrected labels; scores the other half and the validation images."""
+    from relabel.tasks.self_training import train_student as fit_student
+
+    result = fit_student(
+        load_array(images, mmap=True), load_array(split.train_idx), load_array(clean_labels),
+        load_array(correction.noisy_idx), load_array(correction.targets),
+        load_array(split.val_idx), half, profile, seed)
+    return StudentRef(
+        half=half, model=_keras_record(f"student {half}", result.train, cache_dir),
+        predict_idx=save_array(cache_dir, "self-training", result.predict_idx),
+        predict_proba=save_array(cache_dir, "self-training", result.predict_proba),
+    )
+
+
+def train_students(
+    runner: TaskRunner, images: Artifact, clean_labels: Artifact, split: SplitRef,
+    correction: CorrectionRef, profile: TrainProfile, seed: int, cache_dir: Path,
+) -> list[StudentRef]:
+    """Both students as task runs on `runner` (one after the other on the thread runner)."""
+    from relabel.tasks.self_training import HALVES
+
+    with runner:
+        futures = [
+            runner.submit(train_student, parameters=dict(
+                images=images, clean_labels=clean_labels, split=split, correction=correction,
+                half=half, profile=profile, seed=seed, cache_dir=cache_dir))
+            for half in range(HALVES)
+        ]
+        return [future.result() for future in futures]
+
+
+@task(name="Combine teacher and students",
+      task_run_name=stage_name("Combine teacher and students"), **COMPUTE)
+def combine_students(
+    teacher: CleanModelRef, students: list[StudentRef], split: SplitRef,
+    teacher_weight: float, cache_dir: Path,
+) -> CleanModelRef:
+    """New p(true label | image) for the correction: each noisy image's teacher
+    probabilities mixed with those of the student that never saw it."""
+    from relabel.tasks.self_training import StudentResult
+    from relabel.tasks.self_training import combine_students as combine
+
+    results = [StudentResult(half=s.half, predict_idx=load_array(s.predict_idx),
+                             predict_proba=load_array(s.predict_proba), train=None)
+               for s in students]
+    mixed = combine(load_array(teacher.proba), results, load_array(split.val_idx),
+                    teacher_weight)
+    return CleanModelRef(proba=save_array(cache_dir, "self-training", mixed))
+
+
 @task(name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"), **COMPUTE)
 def retrain_model2(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
     model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
+    student: TrainedModel | None = None,
 ) -> TrainedModel:
     """Model II: trained on the clean training labels plus the kept corrected labels
-    (starting from Model I when `profile.retrain_init` says so)."""
-    from relabel.tasks.correct import Correction
+    (starting from Model I or the first student when `profile.retrain_init` says so)."""
     from relabel.tasks.model2 import retrain_model2 as fit_model2
 
-    fix = Correction(
-        targets=load_array(correction.targets), labels=load_array(correction.labels),
-        confidence=load_array(correction.confidence), keep=load_array(correction.keep),
-    )
     result = fit_model2(load_array(images, mmap=True), load_array(split.train_idx),
-                        load_array(clean_labels), load_array(correction.noisy_idx), fix,
-                        profile, seed, initial_model=_initial_model(model1, profile.retrain_init),
+                        load_array(clean_labels), load_array(correction.noisy_idx),
+                        _correction(correction), profile, seed,
+                        initial_model=_initial_model(model1, profile.retrain_init, student),
                         weight_by_confidence=profile.weight_by_confidence)
     return _keras_record(MODEL_TITLES["model2"], result, cache_dir)
 
@@ -451,8 +525,9 @@ def publish_results(output_dir: Path, summary: PipelineSummary) -> dict[str, str
             write_label_prediction_csv(output_dir / "label_prediction.csv", columns))
     files = dict(summary.noise.plots)
     if summary.clean_model is not None:
-        files.update({"clean_proba.npy": summary.clean_model.proba,
-                      "clean_fold_proba.npy": summary.clean_model.fold_proba})
+        files["clean_proba.npy"] = summary.clean_model.proba
+        if summary.clean_model.fold_proba is not None:
+            files["clean_fold_proba.npy"] = summary.clean_model.fold_proba
     for name, artifact in files.items():
         target = output_dir / name
         with atomic_path(target) as tmp:
@@ -473,6 +548,7 @@ STAGE_OF_TASK: dict[str, str] = {
         (train_model1, "model1"),
         (train_clean_fold, "clean-model"), (combine_clean_folds, "clean-model"),
         (correct_noisy_labels, "correction"),
+        (train_student, "self-training"), (combine_students, "self-training"),
         (retrain_model2, "model2"),
         (score_model, "scoring"),
         (publish_results, "publish"),

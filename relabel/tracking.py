@@ -477,6 +477,22 @@ class Tracker:
                                  for k, v in summary.correction.metrics.items()})
                 self._end(run, seconds.get("correction"))
 
+            # self-training: the students (nested) and what the teacher alone corrected
+            if summary.students:
+                run = runs["self-training"] = self.child_run("self-training")
+                teacher = {f"teacher_correction.{k}": v
+                           for k, v in summary.teacher_correction.items()}
+                self.log_metrics(run, teacher)
+                headline.update(teacher)
+                for student in summary.students:
+                    student_run = self.child_run(f"student-{student.half}", parent_run_id=run,
+                                                 tags={"relabel.half": str(student.half)})
+                    self.log_training(student_run, student.model.metrics,
+                                      student.model.history, f"student {student.half}",
+                                      folder)
+                    self._end(student_run, student.model.metrics.get("seconds"))
+                self._end(run, seconds.get("self-training"))
+
             # models: training + scores (+ registry for Model II)
             for name, model in summary.models.items():
                 key = slug(name)

@@ -1,8 +1,9 @@
-"""The clean model: k models, each trained on k-1 folds of the clean training labels.
+"""The clean model (the teacher): k models, each trained on k-1 folds of the clean
+training labels, or one model on all of them (k = 1, the default: more labels per model).
 
 Each fold's model predicts the clean images it did not see (its holdout: out-of-fold
-probabilities, honest estimates used to calibrate and to measure label correction where
-the truth is known) and every noisy image (averaged over folds: a k-model ensemble).
+probabilities, what `relabel review` reads to find wrong clean labels; a one-model teacher
+has no holdout) and every noisy and validation image (averaged over folds).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ only when its probability exceeds `threshold` (0.85); the noisy label is ignored
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,24 +61,49 @@ def label_posterior(proba: np.ndarray, noisy_labels: np.ndarray,
     return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-12)
 
 
+def _fit_log_temperature(nll: Callable[[float], float]) -> float:
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
 def fit_temperature(proba: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature that minimises the negative log-likelihood of `labels` under
-    `temper(proba, t)`; fit on out-of-fold predictions, where the truth is known.
+    """Temperature that minimises the negative log-likelihood of the true `labels` under
+    `temper(proba, t)`; needs images whose truth is known and that the model never saw.
 
     Models trained with label smoothing are under-confident (t < 1 sharpens them), which
     would otherwise let the noisy label outvote the model too often.
     """
-    from scipy.optimize import minimize_scalar
-
     proba = np.asarray(proba, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.arange(labels.size)
+    return _fit_log_temperature(
+        lambda log_t: float(-np.log(temper(proba, np.exp(log_t))[rows, labels] + 1e-12).mean()))
+
+
+def fit_temperature_to_noisy_labels(proba: np.ndarray, noisy_labels: np.ndarray,
+                                    transition: np.ndarray) -> float:
+    """Temperature that maximises the likelihood of the *noisy* labels,
+    P(ñ | x) = sum_y temper(p, t)(y | x) T[y, ñ], over images the model never trained on.
+
+    It calibrates the model on exactly the images it will correct (no out-of-fold models
+    and no clean labels spent on calibration), as long as the model has not seen those
+    images' noisy labels: a model that had would look over-confident in them.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    noisy_labels = np.asarray(noisy_labels, dtype=np.int64)
+    transition = np.asarray(transition, dtype=np.float64)
+    if proba.ndim != 2 or noisy_labels.shape != (proba.shape[0],) or not proba.shape[0]:
+        raise ValueError(f"proba {proba.shape} and noisy_labels {noisy_labels.shape}: need "
+                         "[n, k] and [n], n > 0")
+    rows = np.arange(noisy_labels.size)
 
     def nll(log_t: float) -> float:
-        return float(-np.log(temper(proba, np.exp(log_t))[rows, labels] + 1e-12).mean())
+        noisy_proba = temper(proba, np.exp(log_t)) @ transition
+        return float(-np.log(noisy_proba[rows, noisy_labels] + 1e-12).mean())
 
-    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(result.x))
+    return _fit_log_temperature(nll)
 
 
 def _class_balanced_keep(labels: np.ndarray, confidence: np.ndarray, fraction: float,
@@ -172,7 +198,6 @@ def correct_noisy_images(
     noisy_labels: np.ndarray,
     clean_labels: np.ndarray,
     transition: np.ndarray,
-    calibration_idx: np.ndarray,
     noisy_idx: np.ndarray,
     val_idx: np.ndarray,
     method: Literal["posterior", "threshold"] = "posterior",
@@ -180,13 +205,15 @@ def correct_noisy_images(
     keep_fraction: float = 1.0,
 ) -> tuple[Correction, dict[str, float]]:
     """The pipeline's correction step on whole-dataset arrays (`proba` [N, k] from the clean
-    model, labels [N], -1 = no clean label): fit the temperature on `calibration_idx`
-    (out-of-fold clean images), correct `noisy_idx`, and measure the same correction on
-    `val_idx` (true labels known there, never trained on). Returns the correction of the
-    noisy images and its metrics."""
+    model, labels [N], -1 = no clean label): fit the temperature to the noisy labels of
+    `noisy_idx` (`fit_temperature_to_noisy_labels`), correct them, and measure the same
+    correction on `val_idx` (true labels known there, never trained on). Returns the
+    correction of the noisy images and its metrics."""
     proba, noisy_labels = np.asarray(proba), np.asarray(noisy_labels, np.int64)
     clean_labels = np.asarray(clean_labels, np.int64)
-    temperature = fit_temperature(proba[calibration_idx], clean_labels[calibration_idx])
+    noisy_idx, val_idx = np.asarray(noisy_idx, np.int64), np.asarray(val_idx, np.int64)
+    temperature = fit_temperature_to_noisy_labels(proba[noisy_idx], noisy_labels[noisy_idx],
+                                                  transition)
 
     def correct(idx: np.ndarray) -> Correction:
         return correct_labels(proba[idx], noisy_labels[idx], transition, method, threshold,

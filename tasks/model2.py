@@ -1,9 +1,10 @@
 """Model II: retrain on the clean labels plus the corrected labels of the noisy images.
 
-Clean images get their (one-hot) clean label with weight 1; each kept noisy image gets its
-corrected soft target (the label-correction posterior) with weight 1, or its confidence when
-`weight_by_confidence`. Most of Model II's accuracy comes from this step: it is the only one
-that trains on all 50,000 images.
+Clean images get their clean label (one-hot, smoothed by the profile's `label_smoothing`)
+with weight 1; each kept noisy image gets its corrected soft target (the label-correction
+posterior, never smoothed again: it already says how sure it is) with weight 1, or its
+confidence when `weight_by_confidence`. Most of Model II's accuracy comes from this step:
+it is the only one that trains on all 50,000 images.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ def retrain_targets(
     noisy_idx: np.ndarray,
     correction: Correction,
     weight_by_confidence: bool = False,
+    clean_smoothing: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image indices, soft targets float32 [m, 10], sample weights [m]) of the retraining
-    set: clean-train images first, then the kept noisy images. Rows of `correction` follow
-    `noisy_idx`."""
+    set: clean-train images first (one-hot labels smoothed by `clean_smoothing`), then the
+    kept noisy images. Rows of `correction` follow `noisy_idx`."""
     clean_train_idx = np.asarray(clean_train_idx, dtype=np.int64)
     noisy_idx = np.asarray(noisy_idx, dtype=np.int64)
     clean_labels = np.asarray(clean_labels, dtype=np.int64)
@@ -38,10 +40,13 @@ def retrain_targets(
         raise ValueError("clean_train_idx and noisy_idx overlap")
     if (clean_labels[clean_train_idx] < 0).any():
         raise ValueError("clean_train_idx contains images without a clean label")
+    if not 0 <= clean_smoothing < 1:
+        raise ValueError(f"clean_smoothing must be in [0, 1), got {clean_smoothing}")
     keep = correction.keep
     index = np.concatenate([clean_train_idx, noisy_idx[keep]])
+    one_hot = np.eye(NUM_CLASSES, dtype=np.float32)[clean_labels[clean_train_idx]]
     targets = np.concatenate([
-        np.eye(NUM_CLASSES, dtype=np.float32)[clean_labels[clean_train_idx]],
+        (1.0 - clean_smoothing) * one_hot + clean_smoothing / NUM_CLASSES,
         correction.targets[keep].astype(np.float32),
     ])
     noisy_weight = correction.confidence[keep] if weight_by_confidence else np.ones(
@@ -71,8 +76,10 @@ def retrain_model2(
     if weight_by_confidence is None:
         weight_by_confidence = profile.weight_by_confidence
     index, targets, weights = retrain_targets(
-        clean_train_idx, clean_labels, noisy_idx, correction, weight_by_confidence)
+        clean_train_idx, clean_labels, noisy_idx, correction, weight_by_confidence,
+        clean_smoothing=profile.label_smoothing)
     kwargs.setdefault("epochs", profile.retrain_epochs)
+    kwargs.setdefault("label_smoothing", 0.0)  # applied above, to the clean rows only
     return train_classifier(
         np.asarray(images)[index], targets, profile, seed=seed, sample_weight=weights,
         **kwargs,

@@ -131,8 +131,13 @@ def init_whitening(model: keras.Model, images: np.ndarray, max_images: int = 500
     patches = np.concatenate(
         [sample[:, dy : dy + h, dx : dx + w, :] for dy in range(p) for dx in range(p)], axis=-1
     ).reshape(-1, p * p * 3)  # feature order: (dy, dx, channel)
-    covariance = np.cov(patches.astype(np.float64), rowvar=False)
+    # einsum, not np.cov: BLAS sums in an order that depends on its thread count, so a Dask
+    # worker with fewer threads would get other low bits, and eigh may flip a vector's sign.
+    centred = patches.astype(np.float64) - patches.mean(axis=0, dtype=np.float64)
+    covariance = np.einsum("ni,nj->ij", centred, centred, optimize=False) / (len(centred) - 1)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    largest = np.abs(eigenvectors).argmax(axis=0)
+    eigenvectors *= np.sign(eigenvectors[largest, np.arange(eigenvectors.shape[1])])
     filters = eigenvectors / np.sqrt(eigenvalues + WHITEN_EPS)  # column f is filter f
     filters = np.concatenate([filters, -filters], axis=1)
     kernel = filters.reshape(p, p, 3, -1).astype(np.float32)  # [dy, dx, channel, out]

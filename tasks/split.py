@@ -1,5 +1,5 @@
 """Splits of the clean labels: a validation set held out from every training step, and
-k folds of the rest for the clean model's cross-fitting.
+k folds of the rest for the clean model's cross-fitting (k = 1: one model on all of them).
 
 All indices are 0-based image indices into the dataset arrays, sorted ascending.
 """
@@ -39,13 +39,15 @@ def kfold_splits(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified k-fold over `indices` (image indices) with `labels[i]` the label of
     `indices[i]`. Returns k `(train_idx, holdout_idx)` pairs of image indices; every index is
-    in exactly one holdout."""
+    in exactly one holdout. k = 1 is one model on every index: `[(indices, [])]`."""
     indices = np.asarray(indices, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     if indices.shape != labels.shape:
         raise ValueError(f"indices {indices.shape} and labels {labels.shape} differ in shape")
-    if k < 2:
-        raise ValueError(f"k must be >= 2, got {k}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k == 1:
+        return [(np.sort(indices), np.empty(0, np.int64))]
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [
         (np.sort(indices[train]), np.sort(indices[holdout]))

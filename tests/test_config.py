@@ -62,7 +62,7 @@ def test_profile_overrides_apply_typed_and_are_logged() -> None:
     ({"retrain_epoch": 3}, "no such profile field retrain_epoch"),
     ({"name": "x"}, "no such profile field name"),
     ({"width": "wide"}, "width"),
-    ({"folds": 1}, "folds"),
+    ({"folds": 0}, "folds"),
 ])
 def test_bad_overrides_are_named(overrides: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):

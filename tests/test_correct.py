@@ -8,6 +8,7 @@ from relabel.tasks.correct import (
     correct_noisy_images,
     correction_accuracy,
     fit_temperature,
+    fit_temperature_to_noisy_labels,
     temper,
 )
 
@@ -75,6 +76,19 @@ def test_temperature_fit_undoes_a_known_softening():
     assert fit_temperature(softened, labels) == pytest.approx(1 / 2.5, rel=0.15)
 
 
+def test_noisy_label_likelihood_recovers_the_temperature_without_clean_labels():
+    """The noisy labels alone calibrate the model: the fit undoes a known sharpening and a
+    known softening, and agrees with the fit on the true labels."""
+    true, noisy, t, proba = _synthetic(8000, seed=5)
+    for factor in (0.5, 2.0):
+        distorted = temper(proba, factor)
+        fitted = fit_temperature_to_noisy_labels(distorted, noisy, t)
+        assert fitted == pytest.approx(1 / factor, rel=0.15)
+        assert fitted == pytest.approx(fit_temperature(distorted, true), rel=0.15)
+    with pytest.raises(ValueError, match="noisy_labels"):
+        fit_temperature_to_noisy_labels(proba, noisy[:10], t)
+
+
 def test_bad_inputs_are_named():
     true, noisy, t, proba = _synthetic(n=50)
     with pytest.raises(ValueError, match="transition"):
@@ -86,14 +100,13 @@ def test_bad_inputs_are_named():
         correct_labels(proba[:2], noisy[:2], t, method="vote")
 
 
-def test_pipeline_correction_calibrates_on_clean_images_and_reports_on_validation():
+def test_pipeline_correction_calibrates_on_the_noisy_images_and_reports_on_validation():
     true, noisy, t, proba = _synthetic(6000, seed=3)
     sharp = temper(proba, 0.5)  # an over-confident model: the fitted temperature undoes it
     clean = np.full(true.size, -1)
     clean[:3000] = true[:3000]
-    calibration, val, noisy_idx = np.arange(2000), np.arange(2000, 3000), np.arange(3000, 6000)
-    correction, metrics = correct_noisy_images(sharp, noisy, clean, t, calibration, noisy_idx,
-                                               val)
+    val, noisy_idx = np.arange(2000, 3000), np.arange(3000, 6000)
+    correction, metrics = correct_noisy_images(sharp, noisy, clean, t, noisy_idx, val)
     assert correction.labels.shape == (3000,)
     assert metrics["temperature"] == pytest.approx(2.0, rel=0.15)
     expected = correct_labels(proba[val], noisy[val], t)

@@ -30,6 +30,8 @@ BEFORE_RETRAIN = {
     "Ingest dataset", "Resolve clean labels", "Split clean labels", "Explore label noise",
     "Extract colour features", "Train baseline", "Train Model I", "Train clean-model fold 0",
     "Train clean-model fold 1", "Combine clean-model folds", "Correct noisy labels",
+    "Train student 0", "Train student 1", "Combine teacher and students",
+    "Correct noisy labels again (teacher + students)",
 }
 FROM_RETRAIN = {"Retrain Model II", "Score Baseline", "Score Model I", "Score Model II",
                 "Publish results"}

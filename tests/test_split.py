@@ -39,6 +39,16 @@ def test_kfold_covers_every_index_once():
         np.testing.assert_array_equal(np.union1d(train, holdout), idx)
 
 
+def test_one_fold_is_one_model_on_every_clean_training_image():
+    labels = _clean_labels()
+    plan = plan_splits(labels, 0.2, folds=1, seed=0)
+    [(train, holdout)] = plan.folds
+    np.testing.assert_array_equal(train, plan.clean_train_idx)
+    assert holdout.size == 0 and holdout.dtype == np.int64
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        kfold_splits(np.arange(10), np.zeros(10, np.int64), k=0, seed=0)
+
+
 def test_validation_images_never_reach_a_training_set():
     labels = _clean_labels()
     plan = plan_splits(labels, 0.2, folds=3, seed=0)
@@ -60,11 +70,3 @@ def test_validation_images_never_reach_a_training_set():
         plan.clean_train_idx, labels, plan.noisy_idx, correction)
     assert val.isdisjoint(index.tolist())
     assert index.size == targets.shape[0] == weights.size == 1200 + n_noisy
-
-
-def test_retrain_refuses_overlapping_sets():
-    labels = _clean_labels()
-    correction = Correction(np.full((3, 10), 0.1, np.float32), np.zeros(3, np.int64),
-                            np.ones(3, np.float32), np.ones(3, bool))
-    with pytest.raises(ValueError, match="overlap"):
-        retrain_targets(np.array([0, 1, 2]), labels, np.array([2, 3000, 3001]), correction)

@@ -1,0 +1,129 @@
+"""Cross-fitted self-training: better label evidence than the teacher alone, never from a
+model that saw the labels it judges.
+
+The noisy images are cut into two halves. Student A trains on the clean labels plus half
+A's corrected labels and predicts half B (and the validation images); student B does the
+reverse. A student learns from ~3.5x as many images as the teacher, so it predicts the
+other half better than the teacher did, and it has not seen that half's noisy labels, so
+Bayes' rule with the noise model may count those labels once more. Each noisy image's new
+evidence is the geometric mix of the teacher's and its student's probabilities; the
+correction (tasks/correct.py) then runs again on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from relabel import NUM_CLASSES
+from relabel.config import TrainProfile
+from relabel.tasks.train import TrainResult, predict_proba, train_classifier
+
+HALVES = 2
+
+
+def split_in_halves(noisy_idx: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Two disjoint random halves of `noisy_idx` (sorted image indices), the same for the
+    same seed; their union is `noisy_idx`."""
+    noisy_idx = np.asarray(noisy_idx, dtype=np.int64)
+    order = np.random.default_rng([seed, 0x5E1F]).permutation(noisy_idx.size)
+    cut = noisy_idx.size // 2
+    return [np.sort(noisy_idx[order[:cut]]), np.sort(noisy_idx[order[cut:]])]
+
+
+@dataclass
+class StudentResult:
+    """half: which half of the noisy images the student trained on (0 or 1);
+    predict_idx / predict_proba: the images it scored (the other half, then the validation
+    images) and its probabilities [p, 10]; train: its TrainResult."""
+
+    half: int
+    predict_idx: np.ndarray
+    predict_proba: np.ndarray
+    train: TrainResult | None
+
+
+def train_student(
+    images: np.ndarray,
+    clean_train_idx: np.ndarray,
+    clean_labels: np.ndarray,
+    noisy_idx: np.ndarray,
+    noisy_targets: np.ndarray,
+    val_idx: np.ndarray,
+    half: int,
+    profile: TrainProfile,
+    seed: int,
+    **kwargs: Any,
+) -> StudentResult:
+    """Train on the clean-train images (one-hot clean labels, smoothed by the profile) and
+    half `half` of `noisy_idx` with their corrected soft targets (`noisy_targets`, rows
+    following `noisy_idx`), for `profile.student_epochs`; score the other half and
+    `val_idx`. `kwargs` go to `train_classifier`."""
+    from relabel.tasks.correct import Correction
+    from relabel.tasks.model2 import retrain_targets
+
+    noisy_idx = np.asarray(noisy_idx, dtype=np.int64)
+    noisy_targets = np.asarray(noisy_targets, dtype=np.float32)
+    if noisy_targets.shape != (noisy_idx.size, NUM_CLASSES):
+        raise ValueError(f"noisy_targets {noisy_targets.shape}: expected "
+                         f"({noisy_idx.size}, {NUM_CLASSES}), one row per noisy image")
+    if half not in range(HALVES):
+        raise ValueError(f"half must be 0 or 1, got {half}")
+    halves = split_in_halves(noisy_idx, seed)
+    mine, other = halves[half], halves[1 - half]
+    rows = np.searchsorted(noisy_idx, mine)
+    targets = noisy_targets[rows]
+    labels = targets.argmax(axis=1)
+    correction = Correction(targets=targets, labels=labels,
+                            confidence=targets[np.arange(labels.size), labels],
+                            keep=np.ones(labels.size, bool))
+    index, soft, weights = retrain_targets(clean_train_idx, clean_labels, mine, correction,
+                                           clean_smoothing=profile.label_smoothing)
+    kwargs.setdefault("epochs", profile.student_epochs)
+    kwargs.setdefault("label_smoothing", 0.0)  # clean rows are smoothed above
+    result = train_classifier(np.asarray(images)[index], soft, profile,
+                              seed=seed + 7919 * (half + 1), sample_weight=weights, **kwargs)
+    predict_idx = np.concatenate([other, np.asarray(val_idx, dtype=np.int64)])
+    return StudentResult(
+        half=half, predict_idx=predict_idx,
+        predict_proba=predict_proba(result.model, np.asarray(images)[predict_idx],
+                                    tta=profile.tta),
+        train=result,
+    )
+
+
+def mix_probabilities(teacher: np.ndarray, student: np.ndarray,
+                      teacher_weight: float) -> np.ndarray:
+    """Geometric mix p ∝ teacher^w · student^(1-w), rows sum to 1 (float64)."""
+    if not 0 <= teacher_weight <= 1:
+        raise ValueError(f"teacher_weight must be in [0, 1], got {teacher_weight}")
+    log_mix = (teacher_weight * np.log(np.clip(np.asarray(teacher, np.float64), 1e-12, 1))
+               + (1 - teacher_weight) * np.log(np.clip(np.asarray(student, np.float64),
+                                                       1e-12, 1)))
+    log_mix -= log_mix.max(axis=1, keepdims=True)
+    mixed = np.exp(log_mix)
+    return mixed / mixed.sum(axis=1, keepdims=True)
+
+
+def combine_students(teacher_proba: np.ndarray, students: list[StudentResult],
+                     val_idx: np.ndarray, teacher_weight: float) -> np.ndarray:
+    """float32 [N, 10]: the teacher's probabilities (`teacher_proba`, N rows) with every
+    noisy image a student scored replaced by the mix of teacher and that student. The
+    validation images take student 0's mix only, so that the validation estimate of the
+    correction has what each noisy image has: one student that never saw it."""
+    if sorted(s.half for s in students) != list(range(HALVES)):
+        raise ValueError(f"need one student per half, got halves {[s.half for s in students]}")
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    combined = np.array(teacher_proba, dtype=np.float32, copy=True)
+    for student in students:
+        keep = np.ones(student.predict_idx.size, bool)
+        if student.half != 0:
+            keep = ~np.isin(student.predict_idx, val_idx)
+        idx = student.predict_idx[keep]
+        teacher = np.asarray(teacher_proba[idx], dtype=np.float64)
+        if np.isnan(teacher).any():
+            raise ValueError(f"student {student.half} scored images the teacher did not")
+        combined[idx] = mix_probabilities(teacher, student.predict_proba[keep], teacher_weight)
+    return combined

@@ -1,0 +1,82 @@
+"""Cross-fitted self-training: halves, the teacher/student mix, and a real student."""
+
+import numpy as np
+import pytest
+
+from relabel.config import PROFILES
+from relabel.tasks.demodata import generate_demo_data
+from relabel.tasks.ingest import ingest
+from relabel.tasks.self_training import (
+    StudentResult,
+    combine_students,
+    mix_probabilities,
+    split_in_halves,
+    train_student,
+)
+from relabel.tasks.split import plan_splits
+
+
+def test_halves_are_disjoint_complete_and_seeded():
+    noisy = np.arange(100, 301)
+    a, b = split_in_halves(noisy, seed=3)
+    assert np.intersect1d(a, b).size == 0
+    np.testing.assert_array_equal(np.union1d(a, b), noisy)
+    assert abs(a.size - b.size) <= 1 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, split_in_halves(noisy, seed=3)[0])
+    assert not np.array_equal(a, split_in_halves(noisy, seed=4)[0])
+
+
+def test_mix_is_a_normalised_geometric_mean():
+    teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    student = np.array([[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+    np.testing.assert_allclose(mix_probabilities(teacher, student, 1.0), teacher)
+    np.testing.assert_allclose(mix_probabilities(teacher, student, 0.0), student)
+    half = mix_probabilities(teacher, student, 0.5)
+    np.testing.assert_allclose(half.sum(1), 1.0)
+    assert half[0, 0] == pytest.approx(half[0, 1])  # symmetric disagreement: a tie
+    np.testing.assert_allclose(half[1], teacher[1])  # agreement stays
+    with pytest.raises(ValueError, match="teacher_weight"):
+        mix_probabilities(teacher, student, 1.5)
+
+
+def _student(half: int, idx: list[int], value: float) -> StudentResult:
+    proba = np.full((len(idx), 10), (1 - value) / 9, np.float32)
+    proba[:, half] = value
+    return StudentResult(half=half, predict_idx=np.array(idx), predict_proba=proba,
+                         train=None)
+
+
+def test_each_image_gets_the_student_that_never_saw_it_and_validation_gets_student_0():
+    teacher = np.full((8, 10), 0.1, np.float32)
+    teacher[7] = np.nan  # an image nobody scored stays unscored
+    val = np.array([6])
+    # student 0 trained on half {0, 1}: scores {2, 3} and val; student 1 the reverse.
+    students = [_student(0, [2, 3, 6], 0.9), _student(1, [0, 1, 6], 0.9)]
+    mixed = combine_students(teacher, students, val, teacher_weight=0.0)
+    assert mixed[2].argmax() == 0 and mixed[3].argmax() == 0  # student 0's view
+    assert mixed[0].argmax() == 1 and mixed[1].argmax() == 1  # student 1's view
+    assert mixed[6].argmax() == 0  # validation: student 0 only
+    np.testing.assert_array_equal(mixed[4:6], teacher[4:6])  # clean images: the teacher
+    assert np.isnan(mixed[7]).all()
+    with pytest.raises(ValueError, match="one student per half"):
+        combine_students(teacher, students[:1], val, 0.3)
+
+
+def test_a_student_learns_from_its_half_and_scores_the_other(tmp_path):
+    data = generate_demo_data(tmp_path / "data", num_train=900, num_clean=300, num_test=10)
+    demo = ingest(data, tmp_path / "cache").load(mmap=False)
+    plan = plan_splits(demo.clean_labels, 0.2, folds=1, seed=0)
+    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[plan.noisy_idx]]
+    smoke = PROFILES["smoke"]
+    result = train_student(demo.images, plan.clean_train_idx, demo.clean_labels,
+                           plan.noisy_idx, targets, plan.val_idx, 1, smoke, seed=0, epochs=2)
+    mine, other = split_in_halves(plan.noisy_idx, 0)[1], split_in_halves(plan.noisy_idx, 0)[0]
+    np.testing.assert_array_equal(result.predict_idx, np.r_[other, plan.val_idx])
+    assert np.intersect1d(result.predict_idx, mine).size == 0
+    assert result.predict_proba.shape == (other.size + plan.val_idx.size, 10)
+    np.testing.assert_allclose(result.predict_proba.sum(1), 1.0, rtol=1e-5)
+    # clean-train images + its half: what it trained on, one epoch at a time
+    assert result.train.epochs == 2
+    with pytest.raises(ValueError, match="one row per noisy image"):
+        train_student(demo.images, plan.clean_train_idx, demo.clean_labels, plan.noisy_idx,
+                      targets[:5], plan.val_idx, 0, smoke, seed=0)
