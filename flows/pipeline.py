@@ -4,8 +4,9 @@ ingest -> explore noise -> features -> baseline -> Model I -> clean model (the t
 model, or k folds) -> label correction -> [cross-fitted students -> correction again] ->
 retrain (Model II) -> score -> predict the test folder.
 
-Every stage is a task in flows/stages.py, cached on its inputs' hashes + config + source, so
-a rerun skips straight to the first stage whose inputs or code changed, and a run killed in
+Every stage is a task in flows/stages.py, cached on its inputs' hashes, the profile fields it
+reads and the code it runs (flows/code_keys.py), so a rerun skips straight to the first
+stage whose inputs, fields or code changed, and a run killed in
 the middle resumes at the interrupted stage. Run it with `relabel run`, or deploy it
 (prefect.yaml: `train`, `train-gpu`).
 """

@@ -1,9 +1,11 @@
 """How the pipeline's tasks are cached, retried and where their results live.
 
-- deterministic compute (`COMPUTE`): cache key = hash of the task's inputs (artifact
-  references, the relevant slice of the config) + the task's source code, no retries: a
-  rerun with unchanged data and config is served from the cache, and an edited stage
-  recomputes itself and everything downstream (its output artifacts get new hashes);
+- deterministic compute (`compute(stage)`): cache key = hash of the task's inputs (artifact
+  references, plain parameters) + the profile fields the stage reads + the code it runs
+  (the wrapper and every relabel module it imports; flows/code_keys.py), no retries: a
+  rerun with unchanged data, config and code is served from the cache; an edited task
+  module or a changed profile field recomputes the stages that use it and everything
+  downstream (their output artifacts get new hashes), and nothing upstream;
 - I/O (`IO_RETRIES`): reading the dataset, writing results: retried with exponential
   backoff, because a network filesystem or S3 hiccup is not a reason to fail a long run;
 - `results_in(cache_dir)`: task results (records, JSON) persist beside the artifacts.
@@ -17,13 +19,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.tasks import exponential_backoff
 
-# Cache key = inputs + task source. Results are JSON: small, readable, never pickled arrays.
-COMPUTE: dict[str, Any] = dict(
-    cache_policy=INPUTS + TASK_SOURCE, persist_result=True, result_serializer="json"
-)
+from relabel.flows.code_keys import stage_code_and_profile_key
+
+
+def compute(stage: str) -> dict[str, Any]:
+    """Task options of a deterministic stage named `stage` (its STAGE_OF_TASK name). The
+    profile is keyed field by field (flows.code_keys), not as a whole. Results are JSON:
+    small, readable, never pickled arrays."""
+    return dict(
+        cache_policy=(INPUTS - "profile")
+        + CachePolicy.from_cache_key_fn(stage_code_and_profile_key(stage)),
+        persist_result=True, result_serializer="json",
+    )
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:

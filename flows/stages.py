@@ -27,7 +27,7 @@ from prefect.task_runners import TaskRunner
 from relabel.config import MODEL_TITLES, TrainProfile
 from relabel.fileio import atomic_path, write_json_atomic
 from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
-from relabel.flows.policies import COMPUTE, IO_RETRIES
+from relabel.flows.policies import IO_RETRIES, compute
 from relabel.flows.records import (
     CleanModelRef,
     CorrectionRef,
@@ -160,7 +160,7 @@ def resolve_clean_labels(dataset: DatasetRef, cache_dir: Path) -> Artifact:
     return Artifact(path=str(latest.path.resolve()), sha256=reference_file(latest.path).sha256)
 
 
-@task(name="Split clean labels", task_run_name=stage_name("Split clean labels"), **COMPUTE)
+@task(name="Split clean labels", task_run_name=stage_name("Split clean labels"), **compute("data"))
 def split_clean_labels(
     clean_labels: Artifact, validation_size: float, folds: int, seed: int,
     max_noisy: int | None, cache_dir: Path,
@@ -182,7 +182,8 @@ def split_clean_labels(
     )
 
 
-@task(name="Explore label noise", task_run_name=stage_name("Explore label noise"), **COMPUTE)
+@task(name="Explore label noise",
+      task_run_name=stage_name("Explore label noise"), **compute("noise"))
 def explore_noise(
     clean_labels: Artifact, noisy_labels: Artifact, split: SplitRef, cache_dir: Path
 ) -> NoiseReport:
@@ -214,7 +215,7 @@ def explore_noise(
 
 
 @task(name="Extract colour features", task_run_name=stage_name("Extract colour features"),
-      **COMPUTE)
+      **compute("baseline"))
 def extract_features(
     images: Artifact, test_images: Artifact | None, cache_dir: Path
 ) -> FeaturesRef:
@@ -234,7 +235,7 @@ def _noisy_label_pool(split: SplitRef) -> Any:
     return noisy_label_pool(load_array(split.train_idx), load_array(split.noisy_idx))
 
 
-@task(name="Train baseline", task_run_name=stage_name("Train baseline"), **COMPUTE)
+@task(name="Train baseline", task_run_name=stage_name("Train baseline"), **compute("baseline"))
 def train_baseline(
     features: FeaturesRef, noisy_labels: Artifact, split: SplitRef, seed: int, cache_dir: Path
 ) -> TrainedModel:
@@ -269,7 +270,8 @@ def _keras_record(name: str, result: Any, cache_dir: Path) -> TrainedModel:
     return TrainedModel(name=name, kind="keras", model=artifact, metrics=metrics, history=history)
 
 
-@task(name="Train Model I (noisy labels)", task_run_name=stage_name("Train Model I"), **COMPUTE)
+@task(name="Train Model I (noisy labels)",
+      task_run_name=stage_name("Train Model I"), **compute("model1"))
 def train_model1(
     images: Artifact, noisy_labels: Artifact, noise: NoiseReport, split: SplitRef,
     profile: TrainProfile, seed: int, cache_dir: Path,
@@ -299,7 +301,7 @@ def _initial_model(model1: TrainedModel | None, init: str,
 
 
 @task(name="Train clean-model fold", task_run_name=stage_name("Train clean-model fold"),
-      **COMPUTE)
+      **compute("clean-model"))
 def train_clean_fold(
     images: Artifact, clean_labels: Artifact, split: SplitRef, fold: int,
     model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
@@ -331,18 +333,21 @@ def train_clean_model(
     model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
 ) -> list[FoldRef]:
     """The k clean-model folds as parallel task runs on `runner` (see flows.runners)."""
+    return _fan_out(runner, train_clean_fold, [
+        dict(images=images, clean_labels=clean_labels, split=split, fold=fold, model1=model1,
+             profile=profile, seed=seed, cache_dir=cache_dir)
+        for fold in range(len(split.folds))])
+
+
+def _fan_out(runner: TaskRunner, stage: Any, calls: list[dict[str, Any]]) -> list[Any]:
+    """Submit `stage` once per parameter set to `runner`; the results in that order."""
     with runner:
-        futures = [
-            runner.submit(train_clean_fold, parameters=dict(
-                images=images, clean_labels=clean_labels, split=split, fold=fold,
-                model1=model1, profile=profile, seed=seed, cache_dir=cache_dir))
-            for fold in range(len(split.folds))
-        ]
+        futures = [runner.submit(stage, parameters=parameters) for parameters in calls]
         return [future.result() for future in futures]
 
 
 @task(name="Combine clean-model folds", task_run_name=stage_name("Combine clean-model folds"),
-      **COMPUTE)
+      **compute("clean-model"))
 def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) -> CleanModelRef:
     """Out-of-fold probabilities on the clean training images, the fold ensemble's mean
     everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review
@@ -363,7 +368,8 @@ def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) 
     )
 
 
-@task(name="Correct noisy labels", task_run_name=stage_name("Correct noisy labels"), **COMPUTE)
+@task(name="Correct noisy labels",
+      task_run_name=stage_name("Correct noisy labels"), **compute("correction"))
 def correct_noisy_labels(
     clean_model: CleanModelRef, noisy_labels: Artifact, clean_labels: Artifact,
     noise: NoiseReport, split: SplitRef, method: Literal["posterior", "threshold"],
@@ -401,7 +407,7 @@ def _correction(correction: CorrectionRef) -> Any:
 
 
 @task(name="Train self-training student", task_run_name=stage_name("Train student"),
-      **COMPUTE)
+      **compute("self-training"))
 def train_student(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
     half: int, profile: TrainProfile, seed: int, cache_dir: Path,
@@ -428,18 +434,14 @@ def train_students(
     """Both students as task runs on `runner` (one after the other on the thread runner)."""
     from relabel.tasks.self_training import HALVES
 
-    with runner:
-        futures = [
-            runner.submit(train_student, parameters=dict(
-                images=images, clean_labels=clean_labels, split=split, correction=correction,
-                half=half, profile=profile, seed=seed, cache_dir=cache_dir))
-            for half in range(HALVES)
-        ]
-        return [future.result() for future in futures]
+    return _fan_out(runner, train_student, [
+        dict(images=images, clean_labels=clean_labels, split=split, correction=correction,
+             half=half, profile=profile, seed=seed, cache_dir=cache_dir)
+        for half in range(HALVES)])
 
 
 @task(name="Combine teacher and students",
-      task_run_name=stage_name("Combine teacher and students"), **COMPUTE)
+      task_run_name=stage_name("Combine teacher and students"), **compute("self-training"))
 def combine_students(
     teacher: CleanModelRef, students: list[StudentRef], split: SplitRef,
     teacher_weight: float, cache_dir: Path,
@@ -457,7 +459,7 @@ def combine_students(
     return CleanModelRef(proba=save_array(cache_dir, "self-training", mixed))
 
 
-@task(name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"), **COMPUTE)
+@task(name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"), **compute("model2"))
 def retrain_model2(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
     model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
@@ -482,7 +484,7 @@ def _predict(model: TrainedModel, images: Any, features: Any, profile: TrainProf
                           tta=profile.tta)
 
 
-@task(name="Score model", task_run_name=stage_name("Score"), **COMPUTE)
+@task(name="Score model", task_run_name=stage_name("Score"), **compute("scoring"))
 def score_model(
     model: TrainedModel, dataset: DatasetRef, clean_labels: Artifact, features: FeaturesRef,
     split: SplitRef, profile: TrainProfile, cache_dir: Path,

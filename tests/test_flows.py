@@ -219,6 +219,79 @@ def test_pipeline_completes_then_reruns_from_cache(
         "Baseline\n")
 
 
+AFTER_CORRECTION = {
+    "Correct noisy labels", "Train student 0", "Train student 1",
+    "Combine teacher and students", "Correct noisy labels again (teacher + students)",
+    "Retrain Model II", "Score Model II", "Publish results",
+}
+
+
+@pytest.mark.slow
+def test_a_changed_profile_field_reruns_only_the_stages_that_read_it(
+    workspace: dict[str, Path], prefect_api: str
+) -> None:
+    from relabel.flows.pipeline import pipeline
+
+    pipeline(config=make_config(workspace))  # served from the cache when run after the others
+    longer = pipeline(config=make_config(workspace, out="longer-retrain",
+                                         overrides={"retrain_epochs": 3}), return_state=True)
+    assert longer.is_completed(), longer.message
+    states = stage_states(longer.state_details.flow_run_id)
+    recomputed = {n for n, s in states.items() if s == "Completed"}
+    assert recomputed == {"Retrain Model II", "Score Model II", "Publish results"}, states
+    assert {n for n, s in states.items() if s == "Cached"} == ALL_STAGES - recomputed
+    assert longer.result().models["Model II"].metrics["epochs"] == 3
+
+
+_RUN_IN_COPY = """
+import json, sys
+from relabel.config import PipelineConfig
+from relabel.flows.pipeline import pipeline
+import relabel.tasks.correct
+state = pipeline(config=PipelineConfig.model_validate_json(sys.argv[1]), return_state=True)
+print(json.dumps({"flow_run_id": str(state.state_details.flow_run_id),
+                  "completed": state.is_completed(),
+                  "correct_py": relabel.tasks.correct.__file__}))
+"""
+
+
+@pytest.mark.slow
+def test_editing_a_task_module_recomputes_its_stage_and_what_follows_only(
+    workspace: dict[str, Path], prefect_api: str, tmp_path: Path
+) -> None:
+    """A copy of the package (the installed layout: relabel/, relabel/tasks, relabel/flows)
+    runs the pipeline twice on one cache; between the runs, tasks/correct.py changes."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    junk = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(root / "relabel", src / "relabel", ignore=junk)
+    shutil.copytree(root / "tasks", src / "relabel" / "tasks", ignore=junk)
+    shutil.copytree(root / "flows", src / "relabel" / "flows", ignore=junk)
+    config = PipelineConfig(data=str(workspace["data"]), cache_dir=tmp_path / "cache",
+                            output_dir=tmp_path / "edited", profile="smoke", seed=3)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(src)}
+
+    def run() -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-c", _RUN_IN_COPY, config.model_dump_json()],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["completed"] and report["correct_py"].startswith(str(src))
+        return stage_states(UUID(report["flow_run_id"]))
+
+    assert set(run().values()) == {"Completed"}
+    correct_py = src / "relabel" / "tasks" / "correct.py"
+    source = correct_py.read_text()
+    edited = source.replace("np.log(20.0)", "np.log(19.0)")  # a real change of results
+    assert edited != source
+    correct_py.write_text(edited)
+    states = run()
+    assert {n for n, s in states.items() if s == "Completed"} == AFTER_CORRECTION, states
+    assert {n for n, s in states.items() if s == "Cached"} == ALL_STAGES - AFTER_CORRECTION
+
+
 def _wait_for_running_task(name: str, since: dt.datetime, process: subprocess.Popen,
                            timeout: float = 300) -> Any:
     from prefect import get_client
