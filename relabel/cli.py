@@ -254,17 +254,17 @@ def run(
 
 
 def _validate_local_data(config: PipelineConfig) -> None:
-    """Ingest a local dataset before any server or tracking starts, so bad data fails in
-    seconds with the file and line named and leaves no run behind; the flow's ingest stage
-    then finds it in the cache. (An s3:// dataset is fetched and checked by the flow.)"""
-    from relabel.storage import is_s3_uri
+    """Ingest the dataset before any server or tracking starts, so bad data (or an S3 prefix
+    that cannot be read) fails in seconds with the file, line or URL named and leaves no run
+    behind; the flow's ingest stage then finds it in the cache (an s3:// prefix is fetched
+    into the cache here: the flow downloads nothing again)."""
+    from relabel.storage import local_folder
     from relabel.tasks.ingest import IngestError
     from relabel.tasks.ingest import ingest as run_ingest
 
-    if is_s3_uri(config.data):
-        return
     try:
-        run_ingest(Path(config.data), config.cache_dir, config.ingest_workers)
+        run_ingest(local_folder(config.data, config.cache_dir), config.cache_dir,
+                   config.ingest_workers)
     except IngestError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
