@@ -69,10 +69,20 @@ def stage_states(*flow_run_ids: UUID) -> dict[str, str]:
     """{stage name (run name without the "[profile hash]" suffix): state name}."""
     from prefect import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+    from prefect.states import StateType
 
+    # Task run states reach the API asynchronously: wait (up to 30 s) until none is still
+    # pending or running, so a cached stage is never read as "not run yet".
+    deadline = time.monotonic() + 30
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
-            flow_run_id=TaskRunFilterFlowRunId(any_=list(flow_run_ids))))
+        while True:
+            runs = client.read_task_runs(task_run_filter=TaskRunFilter(
+                flow_run_id=TaskRunFilterFlowRunId(any_=list(flow_run_ids))))
+            unsettled = [r for r in runs if r.state is None or r.state.type in (
+                StateType.PENDING, StateType.SCHEDULED)]
+            if not unsettled or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     return {run.name.split(" [")[0]: run.state.name for run in runs}
 
 
@@ -206,7 +216,7 @@ def test_pipeline_completes_then_reruns_from_cache(
     second = pipeline(config=config, return_state=True)
     assert second.is_completed(), second.message
     states = stage_states(second.state_details.flow_run_id)
-    assert {n for n, s in states.items() if s == "Cached"} == ALL_STAGES - {"Publish results"}
+    assert {n for n, s in states.items() if s == "Cached"} == ALL_STAGES - {"Publish results"}, states
     assert states["Publish results"] == "Completed"  # outputs are always re-written
     assert second.result().headline() == summary.headline()
 
@@ -245,6 +255,8 @@ def test_a_changed_profile_field_reruns_only_the_stages_that_read_it(
 
 _RUN_IN_COPY = """
 import json, sys
+# The copy, not the editable install: drop the install's import hook before importing.
+sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
 from relabel.config import PipelineConfig
 from relabel.flows.pipeline import pipeline
 import relabel.tasks.correct
@@ -275,7 +287,8 @@ def test_editing_a_task_module_recomputes_its_stage_and_what_follows_only(
 
     def run() -> dict[str, Any]:
         done = subprocess.run([sys.executable, "-c", _RUN_IN_COPY, config.model_dump_json()],
-                              capture_output=True, text=True, env=env, timeout=600)
+                              capture_output=True, text=True, env=env, timeout=600,
+                              cwd=tmp_path)  # not the checkout: `python -c` imports from cwd
         assert done.returncode == 0, done.stderr[-3000:]
         report = json.loads(done.stdout.strip().splitlines()[-1])
         assert report["completed"] and report["correct_py"].startswith(str(src))
