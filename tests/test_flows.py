@@ -65,21 +65,22 @@ def make_config(workspace: dict[str, Path], out: str = "out", **overrides: Any) 
                           output_dir=workspace["root"] / out, profile="smoke", **overrides)
 
 
-def stage_states(*flow_run_ids: UUID) -> dict[str, str]:
-    """{stage name (run name without the "[profile hash]" suffix): state name}."""
+def stage_states(*flow_run_ids: UUID, finished: bool = True) -> dict[str, str]:
+    """{stage name (run name without the "[profile hash]" suffix): state name}. With
+    `finished` (the flow returned), wait until every task run's final state has arrived."""
     from prefect import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
     from prefect.states import StateType
 
-    # Task run states reach the API asynchronously: wait (up to 30 s) until none is still
-    # pending or running, so a cached stage is never read as "not run yet".
+    # Task run states reach the API asynchronously: after the flow returned, wait (up to
+    # 30 s) until none is still pending or running, so a cached stage is never read early.
     deadline = time.monotonic() + 30
     with get_client(sync_client=True) as client:
         while True:
             runs = client.read_task_runs(task_run_filter=TaskRunFilter(
                 flow_run_id=TaskRunFilterFlowRunId(any_=list(flow_run_ids))))
-            unsettled = [r for r in runs if r.state is None or r.state.type in (
-                StateType.PENDING, StateType.SCHEDULED)]
+            unsettled = finished and [r for r in runs if r.state is None or r.state.type in (
+                StateType.PENDING, StateType.SCHEDULED, StateType.RUNNING)]
             if not unsettled or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -216,7 +217,8 @@ def test_pipeline_completes_then_reruns_from_cache(
     second = pipeline(config=config, return_state=True)
     assert second.is_completed(), second.message
     states = stage_states(second.state_details.flow_run_id)
-    assert {n for n, s in states.items() if s == "Cached"} == ALL_STAGES - {"Publish results"}, states
+    cached = {n for n, s in states.items() if s == "Cached"}
+    assert cached == ALL_STAGES - {"Publish results"}, states
     assert states["Publish results"] == "Completed"  # outputs are always re-written
     assert second.result().headline() == summary.headline()
 
@@ -360,7 +362,7 @@ def test_killed_run_resumes_at_the_interrupted_stage(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         log.close()
-    killed = stage_states(retrain.flow_run_id)
+    killed = stage_states(retrain.flow_run_id, finished=False)
     assert killed["Retrain Model II"] == "Running", killed  # killed mid-stage, never finished
     assert "Score Model II" not in killed and not (config.output_dir / "metrics.json").exists()
     # Atomic writes: every artifact left behind is complete (its name is its content hash).
