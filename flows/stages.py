@@ -89,6 +89,24 @@ def stage_name(title: str) -> Callable[..., str]:
 
 # --------------------------------------------------------------------------- stages
 
+# Task identity (`Task.task_key`) -> the stage (MLflow stage run) its wall time counts towards;
+# filled by `stage_task` as the module defines its tasks.
+STAGE_OF_TASK: dict[str, str] = {}
+
+
+def stage_task(stage: str, *, cached: bool = True, **options: Any) -> Callable[..., Any]:
+    """`prefect.task` for a pipeline stage: cached by `compute(stage)` unless `cached=False`
+    (the task brings its own cache policy), its wall time counted towards `stage`."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        stage_fn = task(**(compute(stage) if cached else {}), **options)(fn)
+        STAGE_OF_TASK[stage_fn.task_key] = stage
+        return stage_fn
+
+    return decorate
+
+
+
 
 def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """Cheap identity of the dataset: for a folder its files' names, sizes and mtimes (no
@@ -107,9 +125,9 @@ def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> st
     return f"{identity}|{Path(parameters['cache_dir']).resolve()}|{parameters.get('workers')}"
 
 
-@task(name="Ingest dataset", task_run_name="Ingest dataset [{data}]",
-      cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_ingest_cache_key),
-      persist_result=True, result_serializer="json", **IO_RETRIES)
+@stage_task("data", cached=False, name="Ingest dataset", task_run_name="Ingest dataset [{data}]",
+            cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_ingest_cache_key),
+            persist_result=True, result_serializer="json", **IO_RETRIES)
 def ingest_dataset(data: str, cache_dir: Path, workers: int | None = None) -> DatasetRef:
     """Validate the dataset folder (or fetch the S3 prefix) into a content-addressed artifact."""
     from relabel.tasks.ingest import ingest
@@ -146,9 +164,10 @@ def _clean_labels_cache_key(context: TaskRunContext, parameters: dict[str, Any])
     return f"{dataset.clean_labels.sha256}|{latest.path.resolve() if latest else 'none'}"
 
 
-@task(name="Resolve clean labels", task_run_name=stage_name("Resolve clean labels"),
-      cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_clean_labels_cache_key),
-      persist_result=True, result_serializer="json", **IO_RETRIES)
+@stage_task("data", cached=False, name="Resolve clean labels",
+            task_run_name=stage_name("Resolve clean labels"),
+            cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_clean_labels_cache_key),
+            persist_result=True, result_serializer="json", **IO_RETRIES)
 def resolve_clean_labels(dataset: DatasetRef, cache_dir: Path) -> Artifact:
     """The newest merged clean-label set of this dataset (`relabel labels add`), or the
     dataset's own clean labels when none was merged. int64 [N], -1 = unknown."""
@@ -160,7 +179,7 @@ def resolve_clean_labels(dataset: DatasetRef, cache_dir: Path) -> Artifact:
     return Artifact(path=str(latest.path.resolve()), sha256=reference_file(latest.path).sha256)
 
 
-@task(name="Split clean labels", task_run_name=stage_name("Split clean labels"), **compute("data"))
+@stage_task("data", name="Split clean labels", task_run_name=stage_name("Split clean labels"))
 def split_clean_labels(
     clean_labels: Artifact, validation_size: float, folds: int, seed: int,
     max_noisy: int | None, cache_dir: Path,
@@ -182,8 +201,8 @@ def split_clean_labels(
     )
 
 
-@task(name="Explore label noise",
-      task_run_name=stage_name("Explore label noise"), **compute("noise"))
+@stage_task("noise", name="Explore label noise",
+            task_run_name=stage_name("Explore label noise"))
 def explore_noise(
     clean_labels: Artifact, noisy_labels: Artifact, split: SplitRef, cache_dir: Path
 ) -> NoiseReport:
@@ -214,8 +233,8 @@ def explore_noise(
     )
 
 
-@task(name="Extract colour features", task_run_name=stage_name("Extract colour features"),
-      **compute("baseline"))
+@stage_task("baseline", name="Extract colour features",
+            task_run_name=stage_name("Extract colour features"))
 def extract_features(
     images: Artifact, test_images: Artifact | None, cache_dir: Path
 ) -> FeaturesRef:
@@ -235,7 +254,7 @@ def _noisy_label_pool(split: SplitRef) -> Any:
     return noisy_label_pool(load_array(split.train_idx), load_array(split.noisy_idx))
 
 
-@task(name="Train baseline", task_run_name=stage_name("Train baseline"), **compute("baseline"))
+@stage_task("baseline", name="Train baseline", task_run_name=stage_name("Train baseline"))
 def train_baseline(
     features: FeaturesRef, noisy_labels: Artifact, split: SplitRef, seed: int, cache_dir: Path
 ) -> TrainedModel:
@@ -270,8 +289,8 @@ def _keras_record(name: str, result: Any, cache_dir: Path) -> TrainedModel:
     return TrainedModel(name=name, kind="keras", model=artifact, metrics=metrics, history=history)
 
 
-@task(name="Train Model I (noisy labels)",
-      task_run_name=stage_name("Train Model I"), **compute("model1"))
+@stage_task("model1", name="Train Model I (noisy labels)",
+            task_run_name=stage_name("Train Model I"))
 def train_model1(
     images: Artifact, noisy_labels: Artifact, noise: NoiseReport, split: SplitRef,
     profile: TrainProfile, seed: int, cache_dir: Path,
@@ -300,8 +319,8 @@ def _initial_model(model1: TrainedModel | None, init: str,
     return load_model(start.model.local_path())
 
 
-@task(name="Train clean-model fold", task_run_name=stage_name("Train clean-model fold"),
-      **compute("clean-model"))
+@stage_task("clean-model", name="Train clean-model fold",
+            task_run_name=stage_name("Train clean-model fold"))
 def train_clean_fold(
     images: Artifact, clean_labels: Artifact, split: SplitRef, fold: int,
     model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
@@ -346,8 +365,8 @@ def _fan_out(runner: TaskRunner, stage: Any, calls: list[dict[str, Any]]) -> lis
         return [future.result() for future in futures]
 
 
-@task(name="Combine clean-model folds", task_run_name=stage_name("Combine clean-model folds"),
-      **compute("clean-model"))
+@stage_task("clean-model", name="Combine clean-model folds",
+            task_run_name=stage_name("Combine clean-model folds"))
 def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) -> CleanModelRef:
     """Out-of-fold probabilities on the clean training images, the fold ensemble's mean
     everywhere else (tasks.clean_model.combine_folds), and the per-fold stack for review
@@ -368,8 +387,8 @@ def combine_clean_folds(folds: list[FoldRef], num_images: int, cache_dir: Path) 
     )
 
 
-@task(name="Correct noisy labels",
-      task_run_name=stage_name("Correct noisy labels"), **compute("correction"))
+@stage_task("correction", name="Correct noisy labels",
+            task_run_name=stage_name("Correct noisy labels"))
 def correct_noisy_labels(
     clean_model: CleanModelRef, noisy_labels: Artifact, clean_labels: Artifact,
     noise: NoiseReport, split: SplitRef, method: Literal["posterior", "threshold"],
@@ -406,8 +425,8 @@ def _correction(correction: CorrectionRef) -> Any:
     )
 
 
-@task(name="Train self-training student", task_run_name=stage_name("Train student"),
-      **compute("self-training"))
+@stage_task("self-training", name="Train self-training student",
+            task_run_name=stage_name("Train student"))
 def train_student(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
     half: int, profile: TrainProfile, seed: int, cache_dir: Path,
@@ -440,8 +459,8 @@ def train_students(
         for half in range(HALVES)])
 
 
-@task(name="Combine teacher and students",
-      task_run_name=stage_name("Combine teacher and students"), **compute("self-training"))
+@stage_task("self-training", name="Combine teacher and students",
+            task_run_name=stage_name("Combine teacher and students"))
 def combine_students(
     teacher: CleanModelRef, students: list[StudentRef], split: SplitRef,
     teacher_weight: float, cache_dir: Path,
@@ -459,7 +478,7 @@ def combine_students(
     return CleanModelRef(proba=save_array(cache_dir, "self-training", mixed))
 
 
-@task(name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"), **compute("model2"))
+@stage_task("model2", name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"))
 def retrain_model2(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
     model1: TrainedModel | None, profile: TrainProfile, seed: int, cache_dir: Path,
@@ -484,7 +503,7 @@ def _predict(model: TrainedModel, images: Any, features: Any, profile: TrainProf
                           tta=profile.tta)
 
 
-@task(name="Score model", task_run_name=stage_name("Score"), **compute("scoring"))
+@stage_task("scoring", name="Score model", task_run_name=stage_name("Score"))
 def score_model(
     model: TrainedModel, dataset: DatasetRef, clean_labels: Artifact, features: FeaturesRef,
     split: SplitRef, profile: TrainProfile, cache_dir: Path,
@@ -509,7 +528,8 @@ def score_model(
     return scores
 
 
-@task(name="Publish results", task_run_name=stage_name("Publish results"), **IO_RETRIES)
+@stage_task("publish", cached=False, name="Publish results",
+            task_run_name=stage_name("Publish results"), **IO_RETRIES)
 def publish_results(output_dir: Path, summary: PipelineSummary) -> dict[str, str]:
     """Write into `output_dir`, each file atomically: label_prediction.csv (one column per
     model, one row per test image), the noise plots, the clean model's probabilities
@@ -539,20 +559,3 @@ def publish_results(output_dir: Path, summary: PipelineSummary) -> dict[str, str
     write_json_atomic(output_dir / "metrics.json",
                       summary.model_copy(update={"outputs": paths}).model_dump(mode="json"))
     return paths
-
-
-# Task identity -> the stage (MLflow stage run) its wall time counts towards.
-STAGE_OF_TASK: dict[str, str] = {
-    stage_task.task_key: stage for stage_task, stage in (
-        (ingest_dataset, "data"), (resolve_clean_labels, "data"), (split_clean_labels, "data"),
-        (explore_noise, "noise"),
-        (extract_features, "baseline"), (train_baseline, "baseline"),
-        (train_model1, "model1"),
-        (train_clean_fold, "clean-model"), (combine_clean_folds, "clean-model"),
-        (correct_noisy_labels, "correction"),
-        (train_student, "self-training"), (combine_students, "self-training"),
-        (retrain_model2, "model2"),
-        (score_model, "scoring"),
-        (publish_results, "publish"),
-    )
-}
