@@ -51,8 +51,17 @@ def stack_env(api_url: str, base: Mapping[str, str] | None = None, **extra: str)
 
 def start_server(port: int, env: Mapping[str, str], log_file: Path | None = None,
                  ui: bool = True) -> subprocess.Popen:
-    """`prefect server start` on 127.0.0.1:`port` (returns at once; see wait_for_api)."""
-    server_env = {**env, "PREFECT_UI_ENABLED": "true" if ui else "false"}
+    """`prefect server start` on 127.0.0.1:`port` (returns at once; see wait_for_api).
+
+    The UI learns its API address from PREFECT_UI_API_URL, which Prefect derives from its
+    port *setting*, not from `--port`: without it the UI on any other port calls :4200."""
+    server_env = {
+        **env,
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+    }
     server_env.pop("PREFECT_API_URL", None)  # the server itself must not point at an API
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(

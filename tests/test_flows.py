@@ -22,6 +22,7 @@ from uuid import UUID
 
 import numpy as np
 import pytest
+from browser import CHROMIUM, page_text, screenshot
 
 from relabel.config import PipelineConfig
 
@@ -405,12 +406,49 @@ def _wait_for_deployment_run(client: Any, deployment_id: UUID, timeout: float) -
     raise AssertionError(f"no run of deployment {deployment_id} finished within {timeout} s")
 
 
+def _check_prefect_ui(port: int, run: Any, pools: list[str], tmp_path: Path) -> None:
+    """What a user must see in the UI served on a non-default port."""
+    import urllib.request
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    from relabel import prefect_server as stack
+
+    ui = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{ui}/ui-settings", timeout=10) as response:
+        assert json.loads(response.read())["api_url"] == f"{ui}/api"  # not :4200
+    if not CHROMIUM.is_file():
+        return
+    text = page_text(tmp_path, f"{ui}/deployments")
+    assert "Can't connect" not in text, text[:2000]
+    expected = ["train", "watch-clean-labels", "retrain-on-new-labels"]
+    expected += ["train-gpu"] if stack.GPU_POOL in pools else []
+    assert f"{len(expected)} Deployments" in text, text[:2000]
+    for name in expected:
+        assert f" {name} " in text, (name, text[:2000])
+    # prefect.yaml's schedules: train nightly (declared off), the watcher every 5 minutes.
+    assert "At 03:00 AM every day" in text and "Every 5 minutes" in text, text[:2000]
+    screenshot(tmp_path, f"{ui}/deployments", "prefect-ui-deployments")
+
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(task_run_filter=TaskRunFilter(
+            flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
+    page = f"{ui}/runs/flow-run/{run.id}"
+    text = page_text(tmp_path, page)
+    assert run.name in text and "Completed" in text, text[:2000]
+    assert f"{len(task_runs)} Task runs" in text, (len(task_runs), text[:2000])
+    screenshot(tmp_path, page, "prefect-ui-flow-run")
+
+
 @pytest.mark.slow
 def test_deployments_train_and_retrain_on_new_labels_event(
     workspace: dict[str, Path], tmp_path: Path
 ) -> None:
     """A real `prefect server` on a free loopback port: pools, `prefect deploy --all`, a
-    worker; run `train`; `relabel labels add` -> event -> `retrain-on-new-labels` runs."""
+    worker; run `train` the way the UI's Run button does; its UI in headless Chromium shows
+    the deployments and the completed run; `relabel labels add` -> event ->
+    `retrain-on-new-labels` runs."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.deployments import run_deployment
@@ -426,7 +464,7 @@ def test_deployments_train_and_retrain_on_new_labels_event(
                           PREFECT_WORKER_QUERY_SECONDS="2")
     server = worker = None
     try:
-        server = stack.start_server(port, env, log_file=tmp_path / "server.log", ui=False)
+        server = stack.start_server(port, env, log_file=tmp_path / "server.log", ui=True)
         stack.wait_for_api(api_url, timeout=120, process=server)
         pools = stack.ensure_pools(env)
         assert stack.LOCAL_POOL in pools
@@ -435,10 +473,12 @@ def test_deployments_train_and_retrain_on_new_labels_event(
 
         config = make_config(workspace, out="deployed").model_dump(mode="json")
         with temporary_settings({PREFECT_API_URL: api_url}):
+            # POST /deployments/{id}/create_flow_run: the call behind the UI's Run button.
             run = run_deployment("relabel-pipeline/train", parameters={"config": config},
                                  timeout=300, poll_interval=1)
             assert run.state.is_completed(), (run.state, (tmp_path / "worker.log").read_text())
             assert (workspace["root"] / "deployed" / "label_prediction.csv").is_file()
+            _check_prefect_ui(port, run, pools, tmp_path)
 
             labels = _new_labels_file(workspace, tmp_path / "new_labels.csv")
             retrain_out = workspace["root"] / "retrained"

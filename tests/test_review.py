@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from browser import chromium, needs_chromium, screenshot
 from typer.testing import CliRunner
 
 from relabel import NUM_CLASSES
@@ -28,8 +28,6 @@ from relabel.tasks.review import (
     RUN_PROBA,
     write_review,
 )
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def synthetic(
@@ -273,17 +271,6 @@ class _Tiles(HTMLParser):
             self.status = {k: v or "" for k, v in a.items()}
 
 
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ]
-    return subprocess.run(
-        [str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=120, check=True
-    )
-
-
 @pytest.fixture()
 def review_outputs(tmp_path: Path):
     true, noisy, proba, _ = synthetic(600, seed=7)
@@ -318,22 +305,18 @@ def test_review_files_are_complete(review_outputs) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium "
-    "(apt-get install -y chromium; .ci/run installs it)"
-)
+@needs_chromium
 def test_gallery_in_headless_chromium(review_outputs, tmp_path: Path) -> None:
     out, issues, req = review_outputs
     url = out.gallery_html.resolve().as_uri()
-    dom = _chromium(tmp_path, "--dump-dom", url).stdout
+    dom = chromium(tmp_path, "--dump-dom", url).stdout
     parsed = _Tiles()
     parsed.feed(dom)
     assert parsed.tiles["label-issues"] == [int(i) for i in issues.image_ids[:12]]
     assert parsed.tiles["label-requests"] == [int(i) for i in req.image_ids[:7]]
     # The page's own script ran after load and found every embedded PNG decoded.
     assert parsed.status.get("data-loaded") == "19" and parsed.status.get("data-total") == "19"
-    shot = tmp_path / "shot.png"
-    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,900", url)
+    shot = screenshot(tmp_path, url, "review-gallery")
     pixels = cv2.imread(str(shot))
     assert pixels is not None and pixels.std() > 10  # rendered something, not a blank page
 
