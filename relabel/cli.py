@@ -324,9 +324,12 @@ def server(
     signal.signal(signal.SIGTERM, _stop)
     api_url = f"http://127.0.0.1:{port}/api"
     env = stack.stack_env(api_url)
+    logs = stack.log_dir(env)
+    typer.echo(f"Prefect home: {env['PREFECT_HOME']}\n"
+               f"logs: {logs / 'server.log'}, {logs / 'worker.log'}")
     processes = []
     try:
-        processes.append(stack.start_server(port, env))
+        processes.append(stack.start_server(port, env, log_file=logs / "server.log"))
         stack.wait_for_api(api_url, process=processes[0])
         typer.echo(f"Prefect UI: http://127.0.0.1:{port}   (export PREFECT_API_URL={api_url})")
         pools = stack.ensure_pools(env)
@@ -334,7 +337,7 @@ def server(
             stack.deploy_all(env, pools)
             typer.echo("deployed: train, train-gpu, watch-clean-labels, retrain-on-new-labels")
         if worker:
-            processes.append(stack.start_worker(env))
+            processes.append(stack.start_worker(env, log_file=logs / "worker.log"))
             typer.echo(f"worker started for work pool {stack.LOCAL_POOL}")
         typer.echo("Ctrl-C to stop")
         while all(p.poll() is None for p in processes):

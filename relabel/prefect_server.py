@@ -49,6 +49,13 @@ def stack_env(api_url: str, base: Mapping[str, str] | None = None, **extra: str)
     return env
 
 
+def log_dir(env: Mapping[str, str]) -> Path:
+    """Where `relabel server` writes the server's and the worker's logs: PREFECT_HOME/logs."""
+    folder = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect") / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def start_server(port: int, env: Mapping[str, str], log_file: Path | None = None,
                  ui: bool = True) -> subprocess.Popen:
     """`prefect server start` on 127.0.0.1:`port` (returns at once; see wait_for_api).

@@ -3,11 +3,17 @@
 Prefect and MLflow phone home unless told not to, and a cold Prefect temporary server can
 take longer to start than its default timeout on a 2-core machine. The user's own values
 always win: we only fill in what is unset.
+
+Prefect's state (its database of runs, deployments and work pools) lives in `.prefect/` of
+the folder relabel runs in, beside MLflow's `mlflow.db`, not in the user's global
+`~/.prefect`: another project's runs never show up here, and deleting a clone deletes
+its deployments.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 OFFLINE_DEFAULTS: dict[str, str] = {
     # MLflow accepts only the exact string "true" here.
@@ -24,11 +30,17 @@ OFFLINE_DEFAULTS: dict[str, str] = {
 }
 
 
+def project_defaults() -> dict[str, str]:
+    """OFFLINE_DEFAULTS plus the project-local Prefect home (absolute: it must not move
+    when a process changes directory)."""
+    return {**OFFLINE_DEFAULTS, "PREFECT_HOME": str(Path.cwd() / ".prefect")}
+
+
 def apply_offline_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Set each default that is not already set; return the ones this call set."""
     env = os.environ if environ is None else environ
     applied = {}
-    for key, value in OFFLINE_DEFAULTS.items():
+    for key, value in project_defaults().items():
         if key not in env:
             env[key] = value
             applied[key] = value

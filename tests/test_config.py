@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -73,3 +76,18 @@ def test_demo_is_the_cpu_recipe_at_half_width() -> None:
     demo, cpu = PROFILES["demo"].model_dump(), PROFILES["cpu"].model_dump()
     assert demo.pop("width") == 0.5 and demo.pop("name") == "demo"
     assert demo == {k: v for k, v in cpu.items() if k not in ("width", "name")}
+
+
+def test_prefect_state_is_local_to_the_folder_relabel_runs_in(tmp_path: Path) -> None:
+    """A fresh process without PREFECT_HOME keeps Prefect's database in ./.prefect, never in
+    the user's global ~/.prefect; an explicit PREFECT_HOME still wins."""
+    code = ("import relabel, prefect.settings as s; "
+            "print(s.get_current_settings().home)")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
+    home = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert Path(home) == tmp_path / ".prefect"
+    env["PREFECT_HOME"] = str(tmp_path / "mine")
+    home = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert Path(home) == tmp_path / "mine"
