@@ -34,6 +34,20 @@ def local_dask_cluster_kwargs(workers: int) -> dict[str, Any]:
     }
 
 
+def current_api_url() -> str | None:
+    """The Prefect API this flow reports to, also when it is `relabel run`'s temporary
+    one (None outside a flow without PREFECT_API_URL). Local Dask workers get it: without it
+    each worker process would start a temporary server of its own, and the folds' task
+    runs would be missing from the flow's API."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return os.environ.get("PREFECT_API_URL")
+    with get_client(sync_client=True) as client:
+        return str(client.api_url).rstrip("/")
+
+
 def make_task_runner(config: PipelineConfig) -> TaskRunner:
     """A fresh (not yet started) task runner for `config.task_runner`."""
     if config.task_runner == "threads":
@@ -48,7 +62,10 @@ def make_task_runner(config: PipelineConfig) -> TaskRunner:
             ) from exc
         if config.dask_address:
             return DaskTaskRunner(address=config.dask_address)
-        return DaskTaskRunner(cluster_kwargs=local_dask_cluster_kwargs(config.train.folds))
+        kwargs = local_dask_cluster_kwargs(config.train.folds)
+        if api_url := current_api_url():
+            kwargs["env"]["PREFECT_API_URL"] = api_url
+        return DaskTaskRunner(cluster_kwargs=kwargs)
     if config.task_runner == "ray":
         try:
             from prefect_ray import RayTaskRunner

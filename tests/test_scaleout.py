@@ -41,7 +41,10 @@ def test_dask_local_cluster_is_loopback_only_and_sized_to_the_folds() -> None:
     runner = make_task_runner(config)
     assert isinstance(runner, DaskTaskRunner) and runner.address is None
     kwargs = runner.cluster_kwargs
-    assert kwargs == local_dask_cluster_kwargs(config.train.folds)
+    expected = local_dask_cluster_kwargs(config.train.folds)
+    expected["env"].update({"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
+                           if "PREFECT_API_URL" in os.environ else {})
+    assert kwargs == expected
     assert kwargs["n_workers"] == config.train.folds
     assert kwargs["threads_per_worker"] == 1 and kwargs["processes"] is True
     # Nothing listens beyond this machine: scheduler and workers on loopback, no dashboard.
@@ -49,6 +52,18 @@ def test_dask_local_cluster_is_loopback_only_and_sized_to_the_folds() -> None:
     # Each worker process gets its share of the cores for TensorFlow's kernels.
     threads = int(kwargs["env"]["TF_NUM_INTRAOP_THREADS"])
     assert threads == max(1, (os.cpu_count() or 1) // config.train.folds)
+
+
+def test_local_dask_workers_report_to_the_flows_own_api(prefect_api: str) -> None:
+    """Inside a flow, the workers get the API the flow reports to (also `relabel run`'s
+    temporary one), so they never start temporary servers of their own."""
+    from prefect import flow
+
+    @flow
+    def make_runner_in_a_flow() -> dict:
+        return make_task_runner(PipelineConfig(task_runner="dask")).cluster_kwargs
+
+    assert make_runner_in_a_flow()["env"]["PREFECT_API_URL"] == prefect_api.rstrip("/")
 
 
 def test_one_device_means_no_distribution() -> None:
