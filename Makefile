@@ -20,7 +20,6 @@ install: $(STAMP)
 $(DEMO_DATA)/noisy_labels.csv: | $(STAMP)
 	$(BIN)/relabel demo-data $(DEMO_DATA) --overwrite
 
-DEMO_OUT ?= runs/demo
 # demo: Model II reaches ~98% on the demo data in ~4 minutes; smoke: ~1.5 minutes, ~55%.
 PROFILE ?= demo
 PORT ?= 4200
@@ -28,8 +27,7 @@ PORT ?= 4200
 # The whole pipeline in-process (Prefect's temporary local API): ingest -> ... -> Model II ->
 # label_prediction.csv. A second `make demo` is served from the cache in seconds.
 demo: $(STAMP) $(DEMO_DATA)/noisy_labels.csv
-	$(BIN)/relabel run --data $(DEMO_DATA) --profile $(PROFILE) --output-dir $(DEMO_OUT)
-	@echo "results: $(DEMO_OUT)/label_prediction.csv, $(DEMO_OUT)/metrics.json, plots in $(DEMO_OUT)/"
+	$(BIN)/relabel run --data $(DEMO_DATA) --profile $(PROFILE)
 
 # Prefect server on 127.0.0.1:$(PORT) + work pools + deployments (prefect.yaml) + a local worker.
 server: $(STAMP) $(DEMO_DATA)/noisy_labels.csv
@@ -40,11 +38,17 @@ MLFLOW_PORT ?= 5000
 mlflow-ui: $(STAMP)
 	$(BIN)/relabel mlflow-ui --port $(MLFLOW_PORT)
 
+# The suite runs with its own temp folder (TMPDIR), removed afterwards: pytest's tmp_path,
+# autograph files, SeaweedFS logs and sockets, dask-scratch-space and MLflow's temporary
+# folders never pile up in /tmp.
+PYTEST_IN_OWN_TMP = tmp=$$(mktemp -d -t relabel-tests-XXXXXX); \
+	TMPDIR=$$tmp $(BIN)/python -m pytest
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@$(PYTEST_IN_OWN_TMP); status=$$?; rm -rf "$$tmp"; exit $$status
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	@$(PYTEST_IN_OWN_TMP) -m "not slow"; status=$$?; rm -rf "$$tmp"; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

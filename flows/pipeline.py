@@ -13,6 +13,7 @@ the middle resumes at the interrupted stage. Run it with `relabel run`, or deplo
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -20,6 +21,7 @@ from prefect.runtime import flow_run
 
 from relabel.config import PipelineConfig
 from relabel.flows.policies import results_in
+from relabel.flows.progress_artifacts import PrefectProgressArtifacts
 from relabel.flows.records import DatasetRef, FoldRef, PipelineSummary, StudentRef
 from relabel.flows.runners import make_task_runner
 from relabel.flows.stages import (
@@ -42,6 +44,7 @@ from relabel.flows.stages import (
     train_students,
 )
 from relabel.flows.timing import stage_seconds
+from relabel.progress import reporting_to
 from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
 
 
@@ -78,7 +81,8 @@ def _needs_model1(config: PipelineConfig) -> bool:
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # noqa: B008
     """Train Baseline, Model I and Model II on a dataset and predict its test folder."""
     cache, profile, seed = config.cache_dir, config.train, config.seed
-    with results_in(cache):
+    started = dt.datetime.now()
+    with results_in(cache), reporting_to(PrefectProgressArtifacts()):
         data = ingest_dataset(config.data, cache, config.ingest_workers)
         name = _rename_run(config.profile, data)
         tracker = start_tracking(config, name, data.content_hash, data.summary)  # MLflow
@@ -131,7 +135,9 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 scores={s.name: s for s in scores},
             )
             summary.stage_seconds = stage_seconds(STAGE_OF_TASK)
-            summary.outputs = publish_results(config.output_dir, summary)
+            run_dir, summary.outputs = publish_results(config.output_dir, config.runs_dir,
+                                                       started, summary)
+            summary.run_dir = str(run_dir)
             finish_tracking(tracker, summary, folds)
-    get_run_logger().info("results in %s: %s", config.output_dir, summary.headline())
+    get_run_logger().info("results in %s: %s", summary.run_dir, summary.headline())
     return summary

@@ -150,7 +150,25 @@ class PipelineSummary(BaseModel):
     models: dict[str, TrainedModel] = {}
     scores: dict[str, ModelScores] = {}
     outputs: dict[str, str] = {}
+    run_dir: str = ""  # the run's folder (runs/<time>-<run name>/ unless --output-dir)
     stage_seconds: dict[str, float] = {}  # wall time per stage (flows.stages.STAGE_OF_TASK)
+
+    def results_table(self) -> str:
+        """Each model's accuracy, rounded, with its standard error: what a run ends with."""
+        def cell(scores: dict[str, Any] | None) -> str:
+            if not scores:
+                return "-"
+            n = sum(map(sum, scores["confusion"]))
+            p = scores["accuracy"]
+            return f"{100 * p:.1f}% ± {100 * (p * (1 - p) / max(n, 1)) ** 0.5:.1f}"
+
+        with_test = any(s.test for s in self.scores.values())
+        rows = [("model", "validation (held-out clean)") + (("test folder",) if with_test else ())]
+        rows += [(name, cell(s.validation)) + ((cell(s.test),) if with_test else ())
+                 for name, s in self.scores.items()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                         for row in rows)
 
     def headline(self) -> dict[str, float]:
         """Validation (and test) accuracy per model: the numbers a person looks at first."""

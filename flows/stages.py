@@ -11,8 +11,11 @@ imported inside the tasks.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -25,7 +28,7 @@ from prefect.context import TaskRunContext
 from prefect.task_runners import TaskRunner
 
 from relabel.config import MODEL_TITLES, TrainProfile
-from relabel.fileio import atomic_path, write_json_atomic
+from relabel.fileio import write_json_atomic
 from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
 from relabel.flows.policies import IO_RETRIES, compute
 from relabel.flows.records import (
@@ -530,32 +533,62 @@ def score_model(
 
 @stage_task("publish", cached=False, name="Publish results",
             task_run_name=stage_name("Publish results"), **IO_RETRIES)
-def publish_results(output_dir: Path, summary: PipelineSummary) -> dict[str, str]:
-    """Write into `output_dir`, each file atomically: label_prediction.csv (one column per
-    model, one row per test image), the noise plots, the clean model's probabilities
-    (clean_proba.npy, clean_fold_proba.npy: what `relabel review` reads) and metrics.json
-    (the summary). Not cached: always re-written, it is cheap."""
+def publish_results(output_dir: Path | None, runs_dir: Path, started: dt.datetime,
+                    summary: PipelineSummary) -> tuple[Path, dict[str, str]]:
+    """Publish the run's folder whole (relabel.run_folders): label_prediction.csv (one
+    column per model, one row per test image), the noise plots, the clean model's
+    probabilities (clean_proba.npy, clean_fold_proba.npy: what `relabel review` reads) and
+    metrics.json (the summary, paths relative to the project). The default folder is a new
+    runs/<time>-<run name>/ and runs/latest points at it; an explicit `output_dir` is
+    replaced as a whole. Not cached: always re-written, it is cheap.
+    Returns the folder and {file name: path}."""
+    from relabel.run_folders import (
+        claim_new_folder,
+        point_latest,
+        portable_paths,
+        replace_folder,
+        run_folder_name,
+        staging_folder,
+    )
     from relabel.tasks.predict import write_label_prediction_csv
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, str] = {}
-    columns = {name: load_array(s.test_predictions)
-               for name, s in summary.scores.items() if s.test_predictions is not None}
-    if columns:
-        paths["label_prediction.csv"] = str(
-            write_label_prediction_csv(output_dir / "label_prediction.csv", columns))
-    files = dict(summary.noise.plots)
-    if summary.clean_model is not None:
-        files["clean_proba.npy"] = summary.clean_model.proba
-        if summary.clean_model.fold_proba is not None:
-            files["clean_fold_proba.npy"] = summary.clean_model.fold_proba
-    for name, artifact in files.items():
-        target = output_dir / name
-        with atomic_path(target) as tmp:
-            shutil.copyfile(artifact.local_path(), tmp)
-        paths[name] = str(target)
-    paths["metrics.json"] = str(output_dir / "metrics.json")
-    write_json_atomic(output_dir / "metrics.json",
-                      summary.model_copy(update={"outputs": paths}).model_dump(mode="json"))
-    return paths
+    name = run_folder_name(started, summary.run_name)
+    parent = Path(output_dir).parent if output_dir is not None else Path(runs_dir)
+    with staging_folder(parent, name) as staging:
+        written: list[str] = []
+        columns = {n: load_array(s.test_predictions)
+                   for n, s in summary.scores.items() if s.test_predictions is not None}
+        if columns:
+            write_label_prediction_csv(staging / "label_prediction.csv", columns)
+            written.append("label_prediction.csv")
+        files = dict(summary.noise.plots)
+        if summary.clean_model is not None:
+            files["clean_proba.npy"] = summary.clean_model.proba
+            if summary.clean_model.fold_proba is not None:
+                files["clean_fold_proba.npy"] = summary.clean_model.fold_proba
+        for file_name, artifact in files.items():
+            shutil.copyfile(artifact.local_path(), staging / file_name)
+            written.append(file_name)
+        written.append("metrics.json")
+        # metrics.json names the final folder: reserve it (a new default folder, never one
+        # that exists) before writing, then move the staging folder there in one rename.
+        if output_dir is not None:
+            folder = Path(output_dir)
+        else:
+            folder = claim_new_folder(Path(tempfile.mkdtemp(dir=parent)), parent, name)
+        try:
+            paths = {file_name: str(folder / file_name) for file_name in written}
+            record = summary.model_copy(update={"outputs": paths, "run_dir": str(folder)})
+            write_json_atomic(staging / "metrics.json",
+                              portable_paths(record.model_dump(mode="json")))
+            if output_dir is not None:
+                replace_folder(staging, folder)
+            else:
+                os.rename(staging, folder)  # onto the empty reservation: one atomic step
+                point_latest(parent, folder)
+        except BaseException:
+            if output_dir is None:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if still the empty reservation
+            raise
+    return folder, paths

@@ -19,7 +19,6 @@ IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
 # Light constants the CLI needs before any heavy import (relabel.config imports pydantic).
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "demo", "cpu", "gpu")
 DEFAULT_CACHE_DIR = Path(".relabel-cache")
-DEFAULT_OUTPUT_DIR = Path("runs/latest")
 
 __version__ = "0.1.0"
 

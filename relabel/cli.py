@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import relabel  # noqa: F401  (sets the offline environment defaults)
-from relabel import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, PROFILE_NAMES
+from relabel import DEFAULT_CACHE_DIR, PROFILE_NAMES
+from relabel.run_folders import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
     from relabel.config import PipelineConfig
@@ -63,6 +64,18 @@ def _expected_error(exc: BaseException) -> str | None:
         where = exc.filename if exc.filename is not None else "file system"
         return f"{where}: {exc.strerror or exc}"
     return None
+
+
+def console_main() -> None:
+    """The installed `relabel` script: run_cli, with TensorFlow's C++ probe lines filtered
+    out of stderr unless --verbose (relabel.quiet; in-process callers keep their stderr)."""
+    import sys
+
+    if not {"--verbose", "-v"} & set(sys.argv[1:]):
+        from relabel.quiet import filter_native_stderr
+
+        filter_native_stderr()
+    run_cli()
 
 
 def run_cli() -> None:
@@ -201,14 +214,17 @@ def review(
 @app.command("run")
 def run(
     data: Annotated[str, typer.Option(help="dataset folder or s3://bucket/prefix")] = "demo-data",
-    profile: Annotated[
-        str, typer.Option(help=f"training budget: {', '.join(PROFILE_NAMES)}")
-    ] = "smoke",
+    profile: Annotated[str | None, typer.Option(
+        help=f"training budget: {', '.join(PROFILE_NAMES)} (default: demo on the generated "
+        "demo data, cpu otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every split and model")] = 0,
     models: Annotated[str, typer.Option(
         help="comma-separated subset of baseline,model1,model2")] = "baseline,model1,model2",
-    output_dir: Annotated[Path, typer.Option(
-        help="where label_prediction.csv, metrics.json and plots go")] = DEFAULT_OUTPUT_DIR,
+    output_dir: Annotated[Path | None, typer.Option(
+        help="this run's folder (label_prediction.csv, metrics.json, plots); default: a new "
+        "runs/<time>-<run name>/, with runs/latest pointing at it")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="let --output-dir replace a folder that already holds results")] = False,
     cache_dir: Annotated[Path, typer.Option(
         help="content-addressed artifact cache")] = DEFAULT_CACHE_DIR,
     task_runner: Annotated[str, typer.Option(
@@ -227,30 +243,42 @@ def run(
 
     from pydantic import ValidationError
 
-    from relabel.config import PipelineConfig
+    from relabel.config import PipelineConfig, default_profile
+    from relabel.run_folders import holds_results
 
     try:
         config = PipelineConfig(
-            data=data, profile=profile, seed=seed, output_dir=output_dir, cache_dir=cache_dir,
+            data=data, profile=profile or default_profile(data), seed=seed,
+            output_dir=output_dir, cache_dir=cache_dir,
             models=[m.strip() for m in models.split(",") if m.strip()], task_runner=task_runner,
             overrides=_parse_overrides(set_ or []),
         )
     except ValidationError as exc:
         typer.echo(f"error: invalid option: {_validation_message(exc)}", err=True)
         raise typer.Exit(2) from None
+    if output_dir is not None and not overwrite and holds_results(output_dir):
+        typer.echo(f"error: --output-dir {output_dir}: already holds results (another run's?); "
+                   "pass --overwrite to replace it, or leave --output-dir out: each run then "
+                   "gets its own runs/<time>-<run name>/", err=True)
+        raise typer.Exit(2)
     _validate_local_data(config)
     if refresh_cache:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
     _use_prefect_console_logging()
     from relabel.flows.pipeline import pipeline
 
+    started = time.monotonic()
     state = pipeline(config=config, return_state=True)
     if not state.is_completed():
         typer.echo(f"error: pipeline {state.name}: {state.message}", err=True)
         raise typer.Exit(1)
     summary = state.result()
-    typer.echo(json.dumps(summary.headline(), indent=2))
-    typer.echo(f"results in {config.output_dir}/: " + ", ".join(sorted(summary.outputs)))
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    typer.echo("\n" + summary.results_table())
+    typer.echo(f"\nwall time {minutes} min {seconds:02d} s; results in {summary.run_dir}/ "
+               "(label_prediction.csv, metrics.json, plots)")
+    typer.echo("MLflow UI:  relabel mlflow-ui    (runs, curves, plots, the model registry)\n"
+               "Prefect UI: relabel server       (deployments, schedules, run history)")
 
 
 def _validate_local_data(config: PipelineConfig) -> None:
@@ -364,13 +392,14 @@ def labels_add(
         help="CSV of image_id,label rows, or an updated clean_labels.csv")],
     data: Annotated[str, typer.Option(help="the dataset the ids refer to")] = "demo-data",
     cache_dir: Path = DEFAULT_CACHE_DIR,
-    profile: Annotated[str, typer.Option(
-        help="profile of the retrain this triggers (demo: the demo data's recipe; use cpu "
-        "or gpu for real data)")] = "demo",
+    profile: Annotated[str | None, typer.Option(
+        help="profile of the retrain this triggers (default: demo on the generated demo "
+        "data, cpu otherwise)")] = None,
     models: Annotated[str, typer.Option(
         help="models that retrain builds (comma-separated)")] = "baseline,model1,model2",
-    output_dir: Annotated[Path, typer.Option(
-        help="output folder of that retrain")] = DEFAULT_OUTPUT_DIR,
+    output_dir: Annotated[Path | None, typer.Option(
+        help="output folder of that retrain (default: its own runs/<time>-<run name>/)")
+    ] = None,
     allow_changes: Annotated[bool, typer.Option(
         help="let new labels replace existing clean labels")] = False,
     event: Annotated[bool, typer.Option(
@@ -380,7 +409,7 @@ def labels_add(
     then emit the event that starts the `retrain-on-new-labels` deployment."""
     from pydantic import ValidationError
 
-    from relabel.config import PipelineConfig
+    from relabel.config import PipelineConfig, default_profile
     from relabel.storage import local_folder
     from relabel.tasks.ingest import IngestError
     from relabel.tasks.ingest import ingest as run_ingest
@@ -390,7 +419,9 @@ def labels_add(
         # Absolute paths: the retrain this event starts runs in the worker's folder.
         config = PipelineConfig(
             data=data if data.startswith("s3://") else str(Path(data).resolve()),
-            cache_dir=cache_dir.resolve(), profile=profile, output_dir=output_dir.resolve(),
+            cache_dir=cache_dir.resolve(), profile=profile or default_profile(data),
+            output_dir=output_dir.resolve() if output_dir else None,
+            runs_dir=DEFAULT_RUNS_DIR.resolve(),
             models=[m.strip() for m in models.split(",") if m.strip()],
         )
         dataset = run_ingest(local_folder(data, cache_dir), cache_dir).load()

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from relabel import DEFAULT_CACHE_DIR, DEFAULT_OUTPUT_DIR, PROFILE_NAMES
+from relabel import DEFAULT_CACHE_DIR, PROFILE_NAMES
+from relabel.run_folders import DEFAULT_RUNS_DIR
 
 ModelName = Literal["baseline", "model1", "model2"]
 ProfileName = Literal["smoke", "demo", "cpu", "gpu"]
@@ -129,6 +130,14 @@ PROFILES["demo"] = PROFILES["cpu"].model_copy(update={"name": "demo", "width": 0
 PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 
 
+def default_profile(data: str) -> ProfileName:
+    """The profile a run gets when none is named: `demo` on the generated demo data (the
+    only dataset that ships its true labels, `true_labels.csv`), `cpu` on anything else."""
+    if not data.startswith("s3://") and (Path(data) / "true_labels.csv").is_file():
+        return "demo"
+    return "cpu"
+
+
 class PipelineConfig(BaseModel):
     """Everything a pipeline run depends on; two runs with equal configs and data agree."""
 
@@ -137,9 +146,12 @@ class PipelineConfig(BaseModel):
     data: str = Field(
         "demo-data", description="dataset folder, or s3://bucket/prefix holding the same layout"
     )
-    output_dir: Path = Field(DEFAULT_OUTPUT_DIR, description="where predictions and reports go")
+    output_dir: Path | None = Field(
+        None, description="this run's folder, replaced as a whole; by default a new "
+        "runs_dir/<time>-<run name>/ (runs_dir/latest points at the newest)")
+    runs_dir: Path = Field(DEFAULT_RUNS_DIR, description="where each run gets its own folder")
     cache_dir: Path = Field(DEFAULT_CACHE_DIR, description="content-addressed artifacts")
-    profile: ProfileName = "smoke"
+    profile: ProfileName = "demo"
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="profile fields to change, e.g. {'retrain_epochs': "
         "20} (`relabel run --set retrain_epochs=20`)")

@@ -57,6 +57,8 @@ def train_clean_fold(
         raise ValueError(f"fold {fold}: train/holdout images must all have clean labels")
     kwargs.setdefault("epochs", profile.clean_epochs)
     kwargs.setdefault("batch_size", profile.clean_batch_size)
+    kwargs.setdefault("progress_label", f"clean model fold {fold}" if holdout_idx.size
+                      else "clean model")
     result = train_classifier(
         images[train_idx], clean_labels[train_idx], profile, seed=seed + 1000 * (fold + 1),
         **kwargs,
@@ -64,9 +66,11 @@ def train_clean_fold(
     return FoldResult(
         fold=fold,
         holdout_idx=holdout_idx,
-        holdout_proba=predict_proba(result.model, images[holdout_idx], tta=profile.tta),
+        holdout_proba=predict_proba(result.model, images[holdout_idx], tta=profile.tta,
+                                    progress_label=f"fold {fold} predicts its holdout"),
         predict_idx=predict_idx,
-        predict_proba=predict_proba(result.model, images[predict_idx], tta=profile.tta),
+        predict_proba=predict_proba(result.model, images[predict_idx], tta=profile.tta,
+                                    progress_label=f"{kwargs['progress_label']} predicts"),
         train=result,
     )
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from relabel import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 from relabel.fileio import atomic_directory, sha256_file, sha256_text, write_json_atomic
+from relabel.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -341,15 +342,11 @@ def decode_images(
         return errors
 
     errors: list[str] = []
-    done, next_report, started = 0, 0.1, time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for chunk_errors in pool.map(decode_chunk, starts):
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            track(f"decoding {progress_label}", count, "images") as tracker:
+        for start, chunk_errors in zip(starts, pool.map(decode_chunk, starts), strict=True):
             errors.extend(chunk_errors)
-            done += chunk
-            if count >= 5000 and done / count >= next_report:
-                log.info("decoded %d/%d %s (%.1f s)", min(done, count), count, progress_label,
-                         time.perf_counter() - started)
-                next_report += 0.1
+            tracker.advance(min(chunk, count - start))
     if errors:
         listed = "\n  ".join(errors[:MAX_LISTED_ERRORS])
         more = f"\n  ... and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > 10 else ""

@@ -37,6 +37,7 @@ def train_model1(
         images = images[: profile.max_train_images]
         noisy_labels = noisy_labels[: profile.max_train_images]
     kwargs.setdefault("epochs", profile.noisy_epochs)
+    kwargs.setdefault("progress_label", "Model I")
     if loss == "forward":
         # Smoothing the noisy targets as well would double-count the noise T already models.
         kwargs.setdefault("label_smoothing", 0.0)

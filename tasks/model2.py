@@ -79,6 +79,7 @@ def retrain_model2(
         clean_train_idx, clean_labels, noisy_idx, correction, weight_by_confidence,
         clean_smoothing=profile.label_smoothing)
     kwargs.setdefault("epochs", profile.retrain_epochs)
+    kwargs.setdefault("progress_label", "Model II")
     kwargs.setdefault("label_smoothing", 0.0)  # applied above, to the clean rows only
     return train_classifier(
         np.asarray(images)[index], targets, profile, seed=seed, sample_weight=weights,

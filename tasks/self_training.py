@@ -82,6 +82,7 @@ def train_student(
     index, soft, weights = retrain_targets(clean_train_idx, clean_labels, mine, correction,
                                            clean_smoothing=profile.label_smoothing)
     kwargs.setdefault("epochs", profile.student_epochs)
+    kwargs.setdefault("progress_label", f"student {half}")
     kwargs.setdefault("label_smoothing", 0.0)  # clean rows are smoothed above
     result = train_classifier(np.asarray(images)[index], soft, profile,
                               seed=seed + 7919 * (half + 1), sample_weight=weights, **kwargs)
@@ -89,7 +90,7 @@ def train_student(
     return StudentResult(
         half=half, predict_idx=predict_idx,
         predict_proba=predict_proba(result.model, np.asarray(images)[predict_idx],
-                                    tta=profile.tta),
+                                    tta=profile.tta, progress_label=f"student {half} predicts"),
         train=result,
     )
 

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from relabel import NUM_CLASSES
 from relabel.config import TrainProfile
+from relabel.progress import track
 from relabel.tasks.models import build_model, forward_flops, init_whitening
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ def train_classifier(
     batch_size: int | None = None,
     deterministic: bool = True,
     strategy: tf.distribute.Strategy | None = None,
+    progress_label: str = "training",
 ) -> TrainResult:
     """Train a fresh `profile.architecture` model (or continue from `initial_model`'s
     weights) for `epochs` epochs on `images` uint8 [n, 32, 32, 3] with `targets` (int labels
@@ -299,35 +301,38 @@ def train_classifier(
         history["val_accuracy"] = []
     train_seconds = 0.0
     trained_images = 0
-    for epoch in range(1, epochs + 1):
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        started = time.perf_counter()
-        loss_total = hits_total = 0.0
-        for step in range(steps_per_epoch):
-            batch = np.sort(order[step * global_batch:(step + 1) * global_batch])
-            step_seed = tf.constant([seed, (epoch - 1) * steps_per_epoch + step], tf.int32)
-            loss_sum, hits = train_step(
-                feed(images[batch]), feed(soft[batch]), feed(weights[batch]),
-                step_seed)
-            loss_total += float(loss_sum)
-            hits_total += float(hits)
-        train_seconds += time.perf_counter() - started
-        trained_images += steps_per_epoch * global_batch
-        seen = steps_per_epoch * global_batch
-        metrics = {
-            "loss": loss_total / seen,
-            "accuracy": hits_total / seen,
-            "lr": float(schedule(optimizer.iterations - 1)),
-        }
-        if eval_images is not None:
-            proba = predict_proba(model, eval_images, tta=False)
-            metrics["val_accuracy"] = float(np.mean(proba.argmax(1) == np.asarray(eval_labels)))
-        for key, value in metrics.items():
-            history[key].append(value)
-        log.info("epoch %d/%d %s", epoch, epochs,
-                 " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics)
+    with track(progress_label, epochs * steps_per_epoch, "batches") as tracker:
+        for epoch in range(1, epochs + 1):
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+            started = time.perf_counter()
+            loss_total = hits_total = 0.0
+            tracker.describe(f"epoch {epoch}/{epochs}")
+            for step in range(steps_per_epoch):
+                batch = np.sort(order[step * global_batch:(step + 1) * global_batch])
+                step_seed = tf.constant([seed, (epoch - 1) * steps_per_epoch + step], tf.int32)
+                loss_sum, hits = train_step(
+                    feed(images[batch]), feed(soft[batch]), feed(weights[batch]),
+                    step_seed)
+                loss_total += float(loss_sum)
+                hits_total += float(hits)
+                tracker.advance()
+            train_seconds += time.perf_counter() - started
+            trained_images += steps_per_epoch * global_batch
+            seen = steps_per_epoch * global_batch
+            metrics = {
+                "loss": loss_total / seen,
+                "accuracy": hits_total / seen,
+                "lr": float(schedule(optimizer.iterations - 1)),
+            }
+            if eval_images is not None:
+                proba = predict_proba(model, eval_images, tta=False)
+                metrics["val_accuracy"] = float(np.mean(proba.argmax(1) == np.asarray(eval_labels)))
+            for key, value in metrics.items():
+                history[key].append(value)
+            log.info("%s: epoch %d/%d %s", progress_label, epoch, epochs,
+                     " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, metrics)
 
     if profile.ema_momentum is not None:
         optimizer.finalize_variable_values(model.trainable_variables)  # weights := EMA
@@ -390,7 +395,7 @@ def _predict_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
 
 @exclusive_tensorflow
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1024,
-                  tta: bool = True) -> np.ndarray:
+                  tta: bool = True, progress_label: str = "predicting") -> np.ndarray:
     """Class probabilities float32 [n, 10] (softmax of the logits); with `tta`, the mean
     over the image and its mirror image. Batches are padded to one shape (one trace)."""
     images = _check_images(images)
@@ -398,13 +403,15 @@ def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1024
     out = np.empty((n, model.output_shape[-1]), np.float32)
     fn = _predict_function(model)
     size = min(batch_size, max(n, 1))
-    for start in range(0, n, size):
-        chunk = images[start:start + size]
-        if chunk.shape[0] < size:
-            chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 32, 32, 3),
-                                                    np.uint8)])
-        proba = fn(tf.constant(chunk), bool(tta)).numpy()
-        out[start:start + size] = proba[: min(size, n - start)]
+    with track(progress_label, n, "images") as tracker:
+        for start in range(0, n, size):
+            chunk = images[start:start + size]
+            if chunk.shape[0] < size:
+                chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 32, 32, 3),
+                                                        np.uint8)])
+            proba = fn(tf.constant(chunk), bool(tta)).numpy()
+            out[start:start + size] = proba[: min(size, n - start)]
+            tracker.advance(min(size, n - start))
     return out
 
 

@@ -41,6 +41,18 @@ def page_text(profile_dir: Path, url: str, budget_ms: int = 20000) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
 
+def page_text_with(profile_dir: Path, url: str, *expected: str, attempts: int = 3,
+                   budget_ms: int = 20000) -> str:
+    """page_text, loaded again (with twice the budget) until every `expected` string shows:
+    on a busy machine a single-page app may not have fetched its data within one budget."""
+    text = ""
+    for attempt in range(attempts):
+        text = page_text(profile_dir, url, budget_ms=budget_ms * 2 ** attempt)
+        if all(item in text for item in expected):
+            break
+    return text
+
+
 def screenshot(profile_dir: Path, url: str, name: str, budget_ms: int = 20000) -> Path:
     """Save a 1400x900 screenshot of `url` as a test artifact; return its path."""
     folder = Path(os.environ.get("RELABEL_TEST_ARTIFACTS") or profile_dir / "screenshots")

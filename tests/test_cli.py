@@ -52,6 +52,24 @@ def test_run_set_names_a_bad_override(in_tmp: Path, option: str, message: str) -
     assert message in result.output
 
 
+def test_run_refuses_an_output_dir_holding_results_unless_overwrite(in_tmp: Path) -> None:
+    """Another run's results are never replaced by accident: refused before anything
+    starts, the folder untouched."""
+    out = in_tmp / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    result = CliRunner().invoke(app, ["run", "--data", "no/such/folder", "--output-dir",
+                                      str(out)])
+    assert result.exit_code == 2 and "already holds results" in result.output
+    assert "--overwrite" in result.output
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["out"]
+    assert (out / "metrics.json").read_text() == "{}"
+    # With --overwrite the folder is accepted; the next check (the data) is what refuses.
+    result = CliRunner().invoke(app, ["run", "--data", "no/such/folder", "--output-dir",
+                                      str(out), "--overwrite"])
+    assert result.exit_code == 2 and "dataset folder not found" in result.output
+
+
 def test_ingest_refuses_a_negative_worker_count(in_tmp: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", ".", "--workers", "-1"])
     assert result.exit_code == 2

@@ -17,7 +17,7 @@ from relabel.settings import OFFLINE_DEFAULTS, apply_offline_defaults
 def test_defaults_validate_and_flatten() -> None:
     config = PipelineConfig()
     params = config.flat_params()
-    assert params["profile"] == "smoke" and params["train.name"] == "smoke"
+    assert params["profile"] == "demo" and params["train.name"] == "demo"  # never smoke
     assert all(isinstance(v, str) for v in params.values())
     assert set(PROFILES) == {"smoke", "demo", "cpu", "gpu"}
 
@@ -91,3 +91,14 @@ def test_prefect_state_is_local_to_the_folder_relabel_runs_in(tmp_path: Path) ->
     home = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
                           capture_output=True, text=True).stdout.strip()
     assert Path(home) == tmp_path / "mine"
+
+
+def test_the_default_profile_is_demo_on_demo_data_and_cpu_elsewhere(tmp_path: Path) -> None:
+    from relabel.config import default_profile
+    from relabel.tasks.demodata import generate_demo_data
+
+    demo = generate_demo_data(tmp_path / "demo", num_train=20, num_clean=10, num_test=2)
+    assert default_profile(str(demo)) == "demo"
+    (demo / "true_labels.csv").unlink()  # a user's dataset has no true labels
+    assert default_profile(str(demo)) == "cpu"
+    assert default_profile("s3://bucket/course") == "cpu"

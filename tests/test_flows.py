@@ -22,7 +22,7 @@ from uuid import UUID
 
 import numpy as np
 import pytest
-from browser import CHROMIUM, page_text, screenshot
+from browser import CHROMIUM, page_text_with, screenshot
 
 from relabel.config import PipelineConfig
 
@@ -61,27 +61,43 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "data": data, "cache": root / "cache"}
 
 
-def make_config(workspace: dict[str, Path], out: str = "out", **overrides: Any) -> PipelineConfig:
+def make_config(workspace: dict[str, Path], out: str | None = "out",
+                **overrides: Any) -> PipelineConfig:
+    """`out`: an explicit output folder; None: each run its own folder in root/runs."""
     return PipelineConfig(data=str(workspace["data"]), cache_dir=workspace["cache"],
-                          output_dir=workspace["root"] / out, profile="smoke", **overrides)
+                          output_dir=workspace["root"] / out if out else None,
+                          runs_dir=workspace["root"] / "runs", profile="smoke", **overrides)
 
 
-def stage_states(*flow_run_ids: UUID, finished: bool = True) -> dict[str, str]:
+def absolute_paths(value: Any) -> list[str]:
+    """Every absolute path string in a JSON-like value."""
+    if isinstance(value, dict):
+        return [p for item in value.values() for p in absolute_paths(item)]
+    if isinstance(value, list):
+        return [p for item in value for p in absolute_paths(item)]
+    return [value] if isinstance(value, str) and value.startswith("/") else []
+
+
+def stage_states(*flow_run_ids: UUID, finished: bool = True,
+                 expected: set[str] = frozenset()) -> dict[str, str]:
     """{stage name (run name without the "[profile hash]" suffix): state name}. With
-    `finished` (the flow returned), wait until every task run's final state has arrived."""
+    `finished` (the flow returned), wait until every task run's final state has arrived,
+    and every `expected` stage is there."""
     from prefect import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
     from prefect.states import StateType
 
     # Task run states reach the API asynchronously: after the flow returned, wait (up to
-    # 30 s) until none is still pending or running, so a cached stage is never read early.
-    deadline = time.monotonic() + 30
+    # 120 s on a busy machine) until none is pending or running, so a stage is never read
+    # early.
+    deadline = time.monotonic() + 120
     with get_client(sync_client=True) as client:
         while True:
             runs = client.read_task_runs(task_run_filter=TaskRunFilter(
                 flow_run_id=TaskRunFilterFlowRunId(any_=list(flow_run_ids))))
             unsettled = finished and [r for r in runs if r.state is None or r.state.type in (
                 StateType.PENDING, StateType.SCHEDULED, StateType.RUNNING)]
+            unsettled = unsettled or not expected <= {r.name.split(" [")[0] for r in runs}
             if not unsettled or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -203,7 +219,7 @@ def test_pipeline_completes_then_reruns_from_cache(
     first = pipeline(config=config, return_state=True)
     assert first.is_completed(), first.message
     summary = first.result()
-    assert set(stage_states(first.state_details.flow_run_id)) == ALL_STAGES
+    assert set(stage_states(first.state_details.flow_run_id, expected=ALL_STAGES)) == ALL_STAGES
 
     rows = list(csv.reader((config.output_dir / "label_prediction.csv").open()))
     assert rows[0] == ["Baseline", "Model I", "Model II"] and len(rows) == 101
@@ -214,22 +230,49 @@ def test_pipeline_completes_then_reruns_from_cache(
     assert np.load(config.output_dir / "clean_proba.npy").shape == (600, 10)
     assert summary.run_name == f"smoke-{summary.data_hash[:12]}"
     assert summary.models["Model II"].history["loss"]  # per-epoch curves for trackers
+    # The UI shows each training's and inference's progress as a progress artifact.
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    second = pipeline(config=config, return_state=True)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[first.state_details.flow_run_id])))
+    progress = {a.key: a.data for a in artifacts if a.type == "progress"}
+    for key in ("model-i", "clean-model-fold-0", "clean-model-fold-1", "student-0",
+                "student-1", "model-ii", "decoding-training-images"):
+        assert progress.get(key) == 100, (key, progress)
+    table = summary.results_table().splitlines()  # what `relabel run` ends with
+    assert table[0].split()[:2] == ["model", "validation"] and "test folder" in table[0]
+    accuracy = summary.scores["Model II"].validation["accuracy"]
+    assert table[3].startswith("Model II") and f"{100 * accuracy:.1f}% ± " in table[3]
+
+    assert not absolute_paths(metrics), absolute_paths(metrics)  # relative to the project
+    assert sorted(p.name for p in config.output_dir.iterdir()) == sorted(summary.outputs)
+
+    # The default: each run its own folder under runs/, runs/latest the newest.
+    second = pipeline(config=make_config(workspace, out=None), return_state=True)
     assert second.is_completed(), second.message
-    states = stage_states(second.state_details.flow_run_id)
+    states = stage_states(second.state_details.flow_run_id, expected=ALL_STAGES)
     cached = {n for n, s in states.items() if s == "Cached"}
     assert cached == ALL_STAGES - {"Publish results"}, states
     assert states["Publish results"] == "Completed"  # outputs are always re-written
     assert second.result().headline() == summary.headline()
+    runs = workspace["root"] / "runs"
+    second_dir = Path(second.result().run_dir)
+    assert second_dir.parent == runs and second_dir.name.endswith(summary.run_name)
 
-    # Another output folder changes nothing upstream; another seed recomputes the splits on.
-    third = pipeline(config=make_config(workspace, out="out-b", models=["baseline"]),
+    # Another model set changes nothing upstream, and never touches the other run's folder.
+    third = pipeline(config=make_config(workspace, out=None, models=["baseline"]),
                      return_state=True)
-    states = stage_states(third.state_details.flow_run_id)
+    states = stage_states(third.state_details.flow_run_id,
+                          expected={"Train baseline", "Score Baseline", "Publish results"})
     assert states["Train baseline"] == "Cached" and "Train Model I" not in states
-    assert (workspace["root"] / "out-b" / "label_prediction.csv").read_text().startswith(
-        "Baseline\n")
+    third_dir = Path(third.result().run_dir)
+    assert third_dir != second_dir and (runs / "latest").resolve() == third_dir.resolve()
+    assert (third_dir / "label_prediction.csv").read_text().startswith("Baseline\n")
+    assert (second_dir / "label_prediction.csv").read_text().startswith(
+        "Baseline,Model I,Model II\n")
+    assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no staging left
 
 
 AFTER_CORRECTION = {
@@ -420,7 +463,7 @@ def _check_prefect_ui(port: int, run: Any, pools: list[str], tmp_path: Path) -> 
         assert json.loads(response.read())["api_url"] == f"{ui}/api"  # not :4200
     if not CHROMIUM.is_file():
         return
-    text = page_text(tmp_path, f"{ui}/deployments")
+    text = page_text_with(tmp_path, f"{ui}/deployments", "At 03:00 AM every day")
     assert "Can't connect" not in text, text[:2000]
     expected = ["train", "watch-clean-labels", "retrain-on-new-labels"]
     expected += ["train-gpu"] if stack.GPU_POOL in pools else []
@@ -435,7 +478,7 @@ def _check_prefect_ui(port: int, run: Any, pools: list[str], tmp_path: Path) -> 
         task_runs = client.read_task_runs(task_run_filter=TaskRunFilter(
             flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
     page = f"{ui}/runs/flow-run/{run.id}"
-    text = page_text(tmp_path, page)
+    text = page_text_with(tmp_path, page, run.name, f"{len(task_runs)} Task runs")
     assert run.name in text and "Completed" in text, text[:2000]
     assert f"{len(task_runs)} Task runs" in text, (len(task_runs), text[:2000])
     screenshot(tmp_path, page, "prefect-ui-flow-run")

@@ -1,0 +1,149 @@
+"""Progress of long work (training batches, inference, image decoding).
+
+On a terminal: one rich bar per piece of work, with its stage and fold in the description,
+the rate and the time left (on stderr, so stdout stays clean for data). Elsewhere (CI, a
+log file, a Prefect worker): a plain line at most once a minute. Any sink registered with
+`reporting_to` also receives (label, fraction done): the flows mirror that into Prefect
+progress artifacts, so the UI shows the same progress. Pure Python and rich: tasks/ use it
+without knowing about Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[str, float], None]  # (label, fraction done 0..1)
+_sinks: ContextVar[tuple[ProgressSink, ...]] = ContextVar("relabel_progress_sinks",
+                                                          default=())
+PLAIN_INTERVAL_S = 60.0  # plain mode: at most one line per tracker per minute
+
+_lock = threading.Lock()
+_bars = None  # the shared rich Progress while any bar is open
+_open_bars = 0
+
+
+@contextlib.contextmanager
+def reporting_to(sink: ProgressSink) -> Iterator[None]:
+    """Send every report made inside this block (and the threads it starts) to `sink`."""
+    token = _sinks.set((*_sinks.get(), sink))
+    try:
+        yield
+    finally:
+        _sinks.reset(token)
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def _acquire_bars():  # noqa: ANN202 - rich is imported lazily
+    global _bars, _open_bars
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with _lock:
+        if _bars is None:
+            _bars = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                TextColumn("left"), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=True, refresh_per_second=4,
+            )
+            _bars.start()
+        _open_bars += 1
+        return _bars
+
+
+def _release_bars() -> None:
+    global _bars, _open_bars
+    with _lock:
+        _open_bars -= 1
+        if _open_bars == 0 and _bars is not None:
+            _bars.stop()
+            _bars = None
+
+
+class Tracker:
+    """Counts `total` units of one piece of work labelled `label` ("Model II", "clean
+    fold 2"); `describe` sets what it is doing now ("epoch 3/7")."""
+
+    def __init__(self, label: str, total: int, unit: str) -> None:
+        self.label, self.total, self.unit = label, max(int(total), 1), unit
+        self.done = 0
+        self.detail = ""
+        self._started = self._last_line = time.monotonic()
+        self._last_sent = -1.0
+        self._sinks = _sinks.get()
+        self._bars = _acquire_bars() if _interactive() else None
+        self._bar = (self._bars.add_task(label, total=self.total, rate="")
+                     if self._bars is not None else None)
+        self._send()
+
+    def describe(self, detail: str) -> None:
+        self.detail = detail
+        if self._bars is not None:
+            self._bars.update(self._bar, description=self._title())
+
+    def _title(self) -> str:
+        return f"{self.label} · {self.detail}" if self.detail else self.label
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self._started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def advance(self, count: int = 1) -> None:
+        self.done = min(self.done + count, self.total)
+        now = time.monotonic()
+        if self._bars is not None:
+            self._bars.update(self._bar, completed=self.done,
+                              rate=f"{self.rate():.1f} {self.unit}/s")
+        elif now - self._last_line >= PLAIN_INTERVAL_S and self.done < self.total:
+            self._last_line = now
+            rate = self.rate()
+            left = (self.total - self.done) / rate if rate else float("nan")
+            log.info("%s: %d/%d %s, %.1f %s/s, %.0f s left", self._title(), self.done,
+                     self.total, self.unit, rate, self.unit, left)
+        self._send()
+
+    def _send(self) -> None:
+        # Sinks get at most 101 updates per tracker: each whole percent, the end included.
+        percent = 100 * self.done // self.total
+        if self._sinks and percent > self._last_sent:
+            self._last_sent = percent
+            fraction = self.done / self.total
+            for sink in self._sinks:
+                try:
+                    sink(self.label, fraction)
+                except Exception:  # progress must never break the work it reports on
+                    log.debug("progress sink failed", exc_info=True)
+
+    def close(self) -> None:
+        if self._bars is not None:
+            self._bars.remove_task(self._bar)
+            self._bars = None
+            _release_bars()
+
+
+@contextlib.contextmanager
+def track(label: str, total: int, unit: str = "steps") -> Iterator[Tracker]:
+    """Report progress of `total` units of work labelled `label` while the block runs."""
+    tracker = Tracker(label, total, unit)
+    try:
+        yield tracker
+    finally:
+        tracker.close()

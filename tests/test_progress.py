@@ -1,0 +1,50 @@
+"""Progress reports: sinks get fractions, plain output stays sparse, failures are ignored."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from relabel import progress
+
+
+def test_sinks_get_whole_percent_steps_and_the_end() -> None:
+    seen: list[tuple[str, float]] = []
+    with progress.reporting_to(lambda label, fraction: seen.append((label, fraction))), \
+            progress.track("Model II", 1000, "batches") as tracker:
+        for _ in range(1000):
+            tracker.advance()
+    fractions = [f for _, f in seen]
+    assert {label for label, _ in seen} == {"Model II"}
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions) and len(fractions) == 101  # 0%, 1% ... 100%
+    with progress.track("outside", 10, "images") as tracker:
+        tracker.advance(10)
+    assert len(seen) == 101  # the sink only hears reports made inside its block
+
+
+def test_a_failing_sink_never_breaks_the_work() -> None:
+    def broken(label: str, fraction: float) -> None:
+        raise ConnectionError("API down")
+
+    with progress.reporting_to(broken), progress.track("x", 3, "steps") as tracker:
+        tracker.advance(3)
+    assert tracker.done == 3
+
+
+def test_plain_output_is_one_line_a_minute_with_rate_and_time_left(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(progress, "_interactive", lambda: False)
+    caplog.set_level(logging.INFO, logger="relabel.progress")
+    with progress.track("clean model fold 1", 300, "batches") as tracker:
+        tracker.describe("epoch 2/20")
+        for _ in range(300):
+            clock[0] += 1.0  # one batch a second: 5 minutes in all
+            tracker.advance()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4  # at 60, 120, 180 and 240 s; none at the end
+    assert lines[0] == ("clean model fold 1 · epoch 2/20: 60/300 batches, 1.0 batches/s, "
+                        "240 s left")
