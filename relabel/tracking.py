@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MODEL_SHA_TAG = "relabel.model_sha256"  # the logged file's bytes: a cached rerun reuses it
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_KIND = "pipeline"
 _BATCH = 900  # MLflow accepts at most 1000 metrics / 100 params per log_batch call
@@ -508,7 +509,12 @@ class Tracker:
                             logged = self.log_evaluation(run, evaluation, prefix, name, folder)
                             headline.update({f"{key}.{k}": v for k, v in logged.items()
                                              if "_f1." not in k})
-                if model.kind == "keras" and key == "model2":
+                earlier = self.logged_model(model.model.sha256)
+                if earlier is not None:
+                    # Served from the cache: the same bytes were logged (and registered) by
+                    # an earlier run; link to it instead of logging a copy.
+                    self._link_logged_model(run, key, *earlier)
+                elif model.kind == "keras" and key == "model2":
                     self._log_model2(run, model, score, register)
                 elif model.kind == "keras":  # Model I: same flavours, not registered
                     from relabel.registry import log_keras_classifier
@@ -520,6 +526,8 @@ class Tracker:
 
                     uri = log_sklearn_model(run, model.model.path, tracking_uri=self.uri)
                     self.log_tags(run, {"relabel.model_uri": uri})
+                if earlier is None:
+                    self.log_tags(run, {MODEL_SHA_TAG: model.model.sha256})
                 self._end(run, seconds.get(key))
 
             # the published files
@@ -529,6 +537,29 @@ class Tracker:
             headline.update({f"{stage}.wall_seconds": value for stage, value in seconds.items()})
             self.log_metrics(parent, headline)
         return runs
+
+    def logged_model(self, sha256: str) -> tuple[str, str] | None:
+        """(run id, model URI) of the run that logged the model file with this SHA-256."""
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{MODEL_SHA_TAG}` = '{sha256}'",
+            max_results=1, order_by=["attributes.start_time ASC"])
+        if not found or "relabel.model_uri" not in found[0].data.tags:
+            return None
+        return found[0].info.run_id, found[0].data.tags["relabel.model_uri"]
+
+    def _link_logged_model(self, run: str, key: str, earlier_run: str, model_uri: str) -> None:
+        tags = {"relabel.model_uri": model_uri, "relabel.model_logged_by_run": earlier_run}
+        if key == "model2":
+            from relabel.registry import MODEL_NAME
+
+            versions = self.client.search_model_versions(
+                f"name = '{MODEL_NAME}' and run_id = '{earlier_run}'")
+            if versions:
+                tags["relabel.registered_version"] = str(versions[0].version)
+            self.log_tags(self._parent(), {"relabel.model_uri": model_uri})
+        self.log_tags(run, tags)
+        log.info("%s: unchanged since MLflow run %s; linked to %s, not logged again", key,
+                 earlier_run, model_uri)
 
     def _log_model2(self, run: str, model: Any, score: Any, register: bool) -> None:
         from relabel.registry import log_keras_classifier, promote, register_version

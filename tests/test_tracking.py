@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from browser import CHROMIUM, page_text_with, screenshot
 from live_servers import MlflowServer, SeaweedFS
 
 from relabel import CLASS_NAMES
@@ -374,6 +376,56 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
     result = CliRunner().invoke(app, ["compare", "--experiment", "test-pipeline", "--json"])
     assert result.exit_code == 0, result.output
     assert summary.run_name in result.output and "model2 vali acc" in result.output
+
+    # A rerun served from the cache logs a new run that links to the models logged above,
+    # instead of logging and registering copies.
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    pipeline(config=config.model_copy(update={"output_dir": tmp_path / "out-again"}))
+    rerun: dict[str, Any] = {}
+    for run in client.search_runs([experiment.experiment_id],
+                                  filter_string="tags.`relabel.kind` = 'stage'",
+                                  order_by=["attributes.start_time DESC"]):
+        rerun.setdefault(run.info.run_name, run)  # the newest run of each name
+    for stage in ("baseline", "model1", "model2"):
+        tags = rerun[stage].data.tags
+        assert tags["relabel.model_logged_by_run"] == by_name[stage].info.run_id, stage
+        assert tags["relabel.model_uri"] == by_name[stage].data.tags["relabel.model_uri"]
+    assert rerun["model2"].data.tags["relabel.registered_version"] == max(
+        v.version for v in versions)
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == len(versions)
+    assert {(m.source_run_id, m.name) for m in
+            client.search_logged_models([experiment.experiment_id])} == logged
+
+    if CHROMIUM.is_file():
+        _check_mlflow_ui(tracking[1].uri, experiment.experiment_id, parent, by_name, tmp_path)
+
+
+def _check_mlflow_ui(uri: str, experiment_id: str, parent: Any, by_name: dict[str, Any],
+                     tmp_path: Path) -> None:
+    """What a user must see in the MLflow UI: the pipeline run, its child runs, its plots,
+    and the registered model with its champion alias."""
+    from relabel.registry import MODEL_NAME
+
+    runs_page = f"{uri}/#/experiments/{experiment_id}/runs"
+    text = page_text_with(tmp_path, runs_page, parent.info.run_name)
+    assert parent.info.run_name in text, text[:3000]
+    screenshot(tmp_path, runs_page, "mlflow-ui-runs", budget_ms=30000)
+    run_page = f"{uri}/#/experiments/{experiment_id}/runs/{parent.info.run_id}"
+    text = page_text_with(tmp_path, run_page, parent.info.run_name, "model2.validation_accuracy")
+    assert parent.info.run_name in text and "model2.validation_accuracy" in text, text[:3000]
+    for child in ("model2", "noise"):  # a child run's page names its parent run
+        child_page = f"{uri}/#/experiments/{experiment_id}/runs/{by_name[child].info.run_id}"
+        text = page_text_with(tmp_path, child_page, child, parent.info.run_name)
+        assert child in text and parent.info.run_name in text, (child, text[:3000])
+    artifacts_page = f"{run_page}/artifacts"
+    text = page_text_with(tmp_path, artifacts_page, "plots", "outputs")
+    assert "plots" in text and "outputs" in text, text[:3000]
+    screenshot(tmp_path, f"{run_page}/artifacts/plots/sample_grid.png", "mlflow-ui-plots",
+               budget_ms=30000)
+    model_page = f"{uri}/#/models/{MODEL_NAME}"
+    text = page_text_with(tmp_path, model_page, MODEL_NAME, "champion")
+    assert MODEL_NAME in text and "champion" in text, text[:3000]
+    screenshot(tmp_path, model_page, "mlflow-ui-registered-model", budget_ms=30000)
 
 
 def _promote_in_process(uri: str, name: str, version: str, gate, results) -> None:
