@@ -32,11 +32,40 @@ def holds_results(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_staging(parent: Path) -> list[Path]:
+    """Remove the staging folders that killed runs left in `parent` (their process is gone);
+    a live run's staging folder is never touched. Returns what was removed."""
+    removed = []
+    for folder in parent.glob(".*.partial"):
+        try:
+            pid = int(folder.name.rsplit(".", 3)[-3])
+        except (ValueError, IndexError):
+            continue
+        if not _process_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 @contextlib.contextmanager
 def staging_folder(parent: Path, name: str) -> Iterator[Path]:
-    """A hidden folder in `parent` to write a run folder into; removed if still there after."""
+    """A hidden folder in `parent` to write a run folder into (named with this process id,
+    so a later run can tell a killed run's leftover from a live one and removes it); removed
+    if still there after."""
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent))
+    remove_stale_staging(parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".partial",
+                                    dir=parent))
     try:
         yield staging
     finally:

@@ -83,3 +83,45 @@ def test_ingest_killed_before_the_dataset_folder_lands(data: Path, tmp_path: Pat
     assert resumed.content_hash == reference.content_hash
     for name in ("images", "noisy_labels", "clean_labels", "test_images"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(reference, name))
+
+
+def test_pipeline_killed_at_each_kind_of_write_resumes_to_identical_results(
+        data: Path, tmp_path: Path, prefect_api: str) -> None:
+    """`relabel run` killed just before a model, a cache array, label_prediction.csv and
+    metrics.json land, one kill after another on one cache (each rerun resumes from what
+    the last one left); the run after the last kill publishes exactly what a
+    never-interrupted run publishes. (The run folder's own rename: test_run_folders.)"""
+    import json
+
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "RELABEL_TRACKING": "0"}
+
+    def run_args(cache: Path, out: Path) -> list[str]:
+        return ["run", "--data", str(data), "--cache-dir", str(cache), "--output-dir",
+                str(out), "--overwrite", "--profile", "smoke", "--models", "model1,model2"]
+
+    reference = _relabel(run_args(tmp_path / "reference-cache", tmp_path / "reference"), env)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    for kind, pattern in (
+        ("model", f"{cache.resolve()}/artifacts/models/[0-9a-f]*.keras"),
+        ("array", f"{cache.resolve()}/artifacts/correction/[0-9a-f]*.npy"),
+        ("csv", "*/label_prediction.csv"),
+        ("metrics", "*/metrics.json"),
+    ):
+        killed = _relabel(run_args(cache, out), env, kill_at=pattern)
+        assert killed.returncode == -signal.SIGKILL, (kind, killed.stderr[-3000:])
+        _no_temporaries_in_place(cache)
+        assert not out.exists(), kind  # nothing half-published
+    final = _relabel(run_args(cache, out), env)
+    assert final.returncode == 0, final.stderr[-3000:]
+
+    assert (out / "label_prediction.csv").read_bytes() == (
+        tmp_path / "reference" / "label_prediction.csv").read_bytes()
+    scores, expected = ({name: (score["validation"], score["test"]) for name, score in
+                         json.loads((folder / "metrics.json").read_text())["scores"].items()}
+                        for folder in (out, tmp_path / "reference"))
+    assert scores == expected  # (their artifact paths differ: two cache folders)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        p.name for p in (tmp_path / "reference").iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

@@ -81,3 +81,20 @@ def test_portable_paths_are_relative_to_the_project(tmp_path: Path) -> None:
     assert portable_paths(value, base=tmp_path) == {
         "a": "runs/x/m.json", "b": ["s3://bucket/k", 0.5], "c": {"d": "../data"},
         "e": "plain"}
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = runs / f".20261202-140305-demo-x.{dead}.abc123.partial"
+    (left / "half").mkdir(parents=True)
+    live = runs / f".20261202-140305-demo-y.{os.getpid()}.def456.partial"
+    live.mkdir()
+    folder = _publish(runs, "next", {"metrics.json": "1"})
+    assert not left.exists() and live.is_dir()  # a live run's staging folder is kept
+    assert folder.is_dir()
