@@ -509,6 +509,9 @@ def mlflow_ui(
     # start 4 workers + a job process: a minute of start-up on a small machine).
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {store})")
+    from relabel.quiet import restore_native_stderr
+
+    restore_native_stderr()  # the filter thread does not survive exec
     os.execv(sys.executable, command)
 
 

@@ -27,6 +27,7 @@ NOISE = re.compile(
 )
 
 _installed = False
+_original_fd: int | None = None
 
 
 def is_noise(line: str) -> bool:
@@ -43,7 +44,9 @@ def filter_native_stderr() -> None:
         read_end, write_end = os.pipe()
     except OSError:
         return  # no usable fd 2 (an embedded interpreter): leave it alone
+    global _original_fd
     _installed = True
+    _original_fd = os.dup(original)  # kept open for restore_native_stderr
     sys.stderr.flush()
     os.dup2(write_end, 2)
     os.close(write_end)
@@ -70,3 +73,15 @@ def filter_native_stderr() -> None:
             os.dup2(restored, 2)
             os.close(restored)
         thread.join(timeout=2)
+
+
+def restore_native_stderr() -> None:
+    """Give fd 2 back to the real stderr: before `os.exec*` (the filter thread would not
+    survive it, and the new program would write into a pipe nobody reads)."""
+    if _original_fd is None:
+        return
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(_original_fd, 2)

@@ -42,3 +42,19 @@ def test_the_filter_forwards_everything_else_before_the_process_ends() -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["kept from C", "kept from Python",
                                           "error: the last words"]
+
+
+def test_a_program_started_by_exec_keeps_its_stderr() -> None:
+    """`relabel mlflow-ui` execs MLflow: it must write to the real stderr, not the pipe."""
+    code = (
+        "import os, sys\n"
+        "from relabel.quiet import filter_native_stderr, restore_native_stderr\n"
+        "filter_native_stderr()\n"
+        "restore_native_stderr()\n"
+        "os.execv(sys.executable, [sys.executable, '-c', "
+        "'import sys; print(\"from the new program\", file=sys.stderr)'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "from the new program"
