@@ -71,7 +71,7 @@ def main() -> None:
         data = work / "demo-data"
         subprocess.run([*RELABEL, "demo-data", str(data)], check=True, capture_output=True)
     common = ["--data", str(data), "--profile", options.profile,
-              "--cache-dir", str(work / "cache"), "--output-dir", str(work / "out")]
+              "--cache-dir", str(work / "cache"), "--output-dir", str(work / "out"), "--overwrite"]
     cold, cold_log = run(common, work / "cold.log")
     cached, cached_log = run(common, work / "cached.log")
     killed_after, _ = run([*common, "--seed", "1"], work / "killed.log",
