@@ -18,6 +18,12 @@ PROBE_LINES = [
 ]
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter, its stderr captured."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+
+
 def test_only_the_probe_lines_are_noise() -> None:
     assert all(is_noise(line) for line in PROBE_LINES)
     for line in ("Traceback (most recent call last):", "error: images/00007.png: corrupt",
@@ -37,8 +43,7 @@ def test_the_filter_forwards_everything_else_before_the_process_ends() -> None:
         "print('kept from Python', file=sys.stderr)\n"
         "raise SystemExit('error: the last words')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = _python(code)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["kept from C", "kept from Python",
                                           "error: the last words"]
@@ -54,7 +59,6 @@ def test_a_program_started_by_exec_keeps_its_stderr() -> None:
         "os.execv(sys.executable, [sys.executable, '-c', "
         "'import sys; print(\"from the new program\", file=sys.stderr)'])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = _python(code)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "from the new program"
