@@ -34,10 +34,11 @@ LEAF_MODULES = frozenset({"relabel"})
 
 # Profile fields that exactly one stage reads, by stage (flows.stages.STAGE_OF_TASK's names).
 FIELDS_OWNED_BY_STAGE: dict[str, frozenset[str]] = {
-    "model1": frozenset({"noisy_epochs"}),
+    "model1": frozenset({"noisy_epochs", "model1_width"}),
     "clean-model": frozenset({"folds", "clean_epochs", "clean_batch_size", "clean_init"}),
     "correction": frozenset({"keep_fraction"}),
-    "self-training": frozenset({"self_training", "student_epochs", "teacher_weight"}),
+    "self-training": frozenset({"self_training", "student_epochs", "student_init",
+                                "teacher_weight"}),
     "model2": frozenset({"retrain_epochs", "retrain_init", "weight_by_confidence"}),
 }
 

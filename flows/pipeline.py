@@ -111,7 +111,8 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 if profile.self_training:
                     teacher_correction = correction.metrics
                     students = train_students(make_task_runner(config), data.images, clean,
-                                              split, correction, profile, seed, cache)
+                                              split, correction, profile, seed, cache,
+                                              teacher=folds[0].model)
                     mixed = combine_students(clean_model, students, split,
                                              profile.teacher_weight, cache)
                     correction = correct_noisy_labels(mixed, data.noisy_labels, clean, noise,

@@ -309,12 +309,14 @@ def train_model1(
 
 
 def _initial_model(model1: TrainedModel | None, init: str,
-                   student: TrainedModel | None = None) -> Any:
-    """The network to start from when the profile says so (`clean_init`, `retrain_init`:
-    "model1" = Model I, "student" = the first self-training student), else None (scratch)."""
+                   student: TrainedModel | None = None,
+                   teacher: TrainedModel | None = None) -> Any:
+    """The network to start from when the profile says so (`clean_init`, `student_init`,
+    `retrain_init`: "model1" = Model I, "teacher" = the first clean-model fold, "student" =
+    the first self-training student), else None (scratch)."""
     if init == "scratch":
         return None
-    start = {"model1": model1, "student": student}[init]
+    start = {"model1": model1, "student": student, "teacher": teacher}[init]
     if start is None:
         raise ValueError(f"the profile starts from {init}, but none was trained")
     from relabel.tasks.train import load_model
@@ -433,15 +435,18 @@ def _correction(correction: CorrectionRef) -> Any:
 def train_student(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
     half: int, profile: TrainProfile, seed: int, cache_dir: Path,
+    teacher: TrainedModel | None = None,
 ) -> StudentRef:
     """One cross-fitted student: clean labels + noisy half `half` with the teacher's
-    corrected labels; scores the other half and the validation images."""
+    corrected labels (starting from the teacher's weights when `profile.student_init`
+    says so); scores the other half and the validation images."""
     from relabel.tasks.self_training import train_student as fit_student
 
     result = fit_student(
         load_array(images, mmap=True), load_array(split.train_idx), load_array(clean_labels),
         load_array(correction.noisy_idx), load_array(correction.targets),
-        load_array(split.val_idx), half, profile, seed)
+        load_array(split.val_idx), half, profile, seed,
+        initial_model=_initial_model(None, profile.student_init, teacher=teacher))
     return StudentRef(
         half=half, model=_keras_record(f"student {half}", result.train, cache_dir),
         predict_idx=save_array(cache_dir, "self-training", result.predict_idx),
@@ -452,13 +457,17 @@ def train_student(
 def train_students(
     runner: TaskRunner, images: Artifact, clean_labels: Artifact, split: SplitRef,
     correction: CorrectionRef, profile: TrainProfile, seed: int, cache_dir: Path,
+    teacher: TrainedModel | None = None,
 ) -> list[StudentRef]:
-    """Both students as task runs on `runner` (one after the other on the thread runner)."""
+    """Both students as task runs on `runner` (one after the other on the thread runner);
+    `teacher` (the first clean-model fold) is their start when `profile.student_init`
+    says so."""
     from relabel.tasks.self_training import HALVES
 
     return _fan_out(runner, train_student, [
         dict(images=images, clean_labels=clean_labels, split=split, correction=correction,
-             half=half, profile=profile, seed=seed, cache_dir=cache_dir)
+             half=half, profile=profile, seed=seed, cache_dir=cache_dir,
+             teacher=teacher if profile.student_init == "teacher" else None)
         for half in range(HALVES)])
 
 

@@ -26,8 +26,8 @@ def train_model1(
     **kwargs: Any,
 ) -> TrainResult:
     """Train on `images` [n, 32, 32, 3] with their `noisy_labels` [n] for
-    `profile.noisy_epochs` epochs (the first `profile.max_train_images` images only, when the
-    profile caps them). Callers pass only images outside the validation split.
+    `profile.noisy_epochs` epochs at `profile.model1_width` (the first
+    `profile.max_train_images` images only, when the profile caps them). Callers pass only images outside the validation split.
     `kwargs` go to `train_classifier` (eval_images, on_epoch_end, ...)."""
     if loss not in ("forward", "ce"):
         raise ValueError(f"loss must be 'forward' or 'ce', got {loss!r}")
@@ -36,6 +36,8 @@ def train_model1(
     if profile.max_train_images is not None:
         images = images[: profile.max_train_images]
         noisy_labels = noisy_labels[: profile.max_train_images]
+    if profile.model1_width is not None:
+        profile = profile.model_copy(update={"width": profile.model1_width})
     kwargs.setdefault("epochs", profile.noisy_epochs)
     kwargs.setdefault("progress_label", "Model I")
     if loss == "forward":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from relabel.config import PROFILES, PipelineConfig
+from relabel.config import PROFILES, PipelineConfig, TrainProfile
 from relabel.settings import OFFLINE_DEFAULTS, apply_offline_defaults
 
 
@@ -70,6 +70,16 @@ def test_profile_overrides_apply_typed_and_are_logged() -> None:
 def test_bad_overrides_are_named(overrides: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         PipelineConfig(overrides=overrides)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"self_training": False, "student_init": "teacher"}, "student_init='teacher' needs"),
+    ({"model1_width": 0.5, "retrain_init": "model1"}, "model1_width"),
+])
+def test_fields_that_need_another_field_say_so(fields: dict, message: str) -> None:
+    base = PROFILES["cpu"].model_dump() | {"retrain_init": "scratch"}
+    with pytest.raises(ValidationError, match=message):
+        TrainProfile.model_validate(base | fields)
 
 
 def test_demo_is_the_cpu_recipe_at_half_width() -> None:

@@ -79,3 +79,28 @@ def test_a_student_learns_from_its_half_and_scores_the_other(tmp_path):
     with pytest.raises(ValueError, match="one row per noisy image"):
         train_student(demo.images, plan.clean_train_idx, demo.clean_labels, plan.noisy_idx,
                       targets[:5], plan.val_idx, 0, smoke, seed=0)
+
+
+def test_a_student_can_start_from_the_teachers_weights(tmp_path):
+    """student_init="teacher": the student continues from the clean-only teacher; with a
+    vanishing learning rate its weights stay the teacher's, from scratch they do not."""
+    from relabel.tasks.train import train_classifier
+
+    data = generate_demo_data(tmp_path / "data", num_train=300, num_clean=120, num_test=10)
+    demo = ingest(data, tmp_path / "cache").load(mmap=False)
+    plan = plan_splits(demo.clean_labels, 0.2, folds=1, seed=0)
+    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[plan.noisy_idx]]
+    smoke = PROFILES["smoke"]
+    teacher = train_classifier(demo.images[plan.clean_train_idx],
+                               demo.clean_labels[plan.clean_train_idx], smoke, 1, seed=5).model
+
+    def kernels(model):
+        return [w.numpy() for w in model.trainable_weights]
+
+    for initial_model, same in ((teacher, True), (None, False)):
+        student = train_student(demo.images, plan.clean_train_idx, demo.clean_labels,
+                                plan.noisy_idx, targets, plan.val_idx, 0, smoke, seed=0,
+                                epochs=1, learning_rate=1e-12, initial_model=initial_model)
+        close = all(np.allclose(a, b, atol=1e-6)
+                    for a, b in zip(kernels(student.train.model), kernels(teacher), strict=True))
+        assert close is same
