@@ -5,9 +5,9 @@ Code: Prefect's `TASK_SOURCE` hashes only the wrapper function in flows/stages.p
 `relabel.tasks` modules that do the work, so editing tasks/correct.py would serve stale
 corrections. `code_fingerprint(fn)` hashes the wrapper's source, the module-level helpers
 it calls, and the source files of every relabel module they import, transitively (found by
-reading the import statements, also those inside functions), plus the package version.
-`relabel.config` is left out on purpose: the profile reaches a stage as values, which the
-key covers field by field.
+reading the import statements, also those inside functions: relabel/code_fingerprint.py,
+which ingestion's own cache uses too), plus the package version. `relabel.config` is left
+out on purpose: the profile reaches a stage as values, which the key covers field by field.
 
 Profile fields: a stage's key holds every field of the profile except `name` and the
 fields that only other stages read (`FIELDS_OWNED_BY_STAGE`). A field not listed there
@@ -19,18 +19,12 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.util
 import inspect
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-# Left out of code fingerprints (see the module docstring).
-UNHASHED_MODULES = frozenset({"relabel.config"})
-# Hashed, but their imports are not followed: the package root's only import of another
-# layer is the lazy convenience `relabel.predict()`, which no stage calls.
-LEAF_MODULES = frozenset({"relabel"})
+from relabel.code_fingerprint import module_closure, relabel_imports, source_fingerprint
 
 # Profile fields that exactly one stage reads, by stage (flows.stages.STAGE_OF_TASK's names).
 FIELDS_OWNED_BY_STAGE: dict[str, frozenset[str]] = {
@@ -48,65 +42,6 @@ def profile_fields_for(stage: str, all_fields: list[str]) -> list[str]:
     elsewhere = set().union(*(owned for other, owned in FIELDS_OWNED_BY_STAGE.items()
                               if other != stage))
     return sorted(set(all_fields) - elsewhere - {"name"})
-
-
-def _relabel_imports(tree: ast.AST, package: str | None) -> set[str]:
-    """Names of the relabel modules an AST imports (absolute and relative imports, at any
-    depth: function-level imports count too)."""
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level and package:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            # `from relabel.tasks import train` imports a module; `from x import func` not.
-            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found.update(n for n in names if n == "relabel" or n.startswith("relabel."))
-    return found
-
-
-@functools.cache
-def _module_file(name: str) -> Path | None:
-    """The source file of module `name`, found without importing it (only its parent
-    packages, whose __init__ files are light): None when `name` is not a module, e.g. the
-    function in `relabel.tasks.train.predict_proba`."""
-    parent = name.rpartition(".")[0]
-    if parent:
-        parent_file = _module_file(parent)
-        if parent_file is None or parent_file.name != "__init__.py":
-            return None  # the parent is not a package: this is an attribute, not a module
-    try:
-        spec = importlib.util.find_spec(name)  # imports the parent packages only
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    return Path(spec.origin)
-
-
-@functools.cache
-def module_closure(name: str) -> frozenset[str]:
-    """`name` and every relabel module it imports, transitively (sources that exist)."""
-    seen: set[str] = set()
-    pending = [name]
-    while pending:
-        current = pending.pop()
-        if current in seen or current in UNHASHED_MODULES:
-            continue
-        path = _module_file(current)
-        if path is None:
-            continue
-        seen.add(current)
-        if current in LEAF_MODULES:
-            continue
-        package = current if path.name == "__init__.py" else current.rpartition(".")[0]
-        pending.extend(_relabel_imports(ast.parse(path.read_bytes()), package))
-    return frozenset(seen)
 
 
 def _body(source: str) -> ast.Module:
@@ -155,7 +90,7 @@ def code_of(fn: Callable[..., Any]) -> tuple[list[Callable[..., Any]], list[str]
         modules |= module_closure(name)
     package = fn.__module__.rpartition(".")[0]
     for function in functions:
-        for name in _relabel_imports(_body(inspect.getsource(function)), package):
+        for name in relabel_imports(_body(inspect.getsource(function)), package):
             modules |= module_closure(name)
     return functions, sorted(modules)
 
@@ -164,18 +99,9 @@ def code_of(fn: Callable[..., Any]) -> tuple[list[Callable[..., Any]], list[str]
 def code_fingerprint(fn: Callable[..., Any]) -> str:
     """SHA-256 over the code `fn` runs (`code_of`): the functions' sources, the modules'
     source files and the package version."""
-    import relabel
-
     functions, modules = code_of(fn)
-    digest = hashlib.sha256(f"relabel {relabel.__version__}\n".encode())
-    for function in functions:
-        digest.update(textwrap.dedent(inspect.getsource(function)).encode())
-    for name in modules:
-        path = _module_file(name)
-        if path is not None:
-            digest.update(f"\n{name}\n".encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return source_fingerprint(modules, (textwrap.dedent(inspect.getsource(function))
+                                        for function in functions))
 
 
 def stage_code_and_profile_key(stage: str) -> Callable[[Any, dict[str, Any]], str]:
