@@ -5,27 +5,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def installed_layout(target: Path) -> Path:
-    """Copy the source folders where pyproject's package-dir installs them (tasks/ becomes
-    relabel/tasks/, ...): import-linter reads packages from the file system, and the
-    source tree keeps tasks/ and flows/ at the top."""
-    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-dir"]
-    ignore = shutil.ignore_patterns("__pycache__")
-    for package, folder in sorted(package_dir.items(), key=lambda item: item[0].count(".")):
-        shutil.copytree(ROOT / folder, target.joinpath(*package.split(".")), ignore=ignore)
-    shutil.copy(ROOT / ".importlinter", target / ".importlinter")
-    return target
+from package_copy import ROOT, installed_layout
 
 
 def test_import_contracts_hold(tmp_path: Path) -> None:
+    # import-linter reads packages from the file system, as they install.
     layout = installed_layout(tmp_path)
+    shutil.copy(ROOT / ".importlinter", layout / ".importlinter")
     assert (layout / "relabel" / "tasks" / "train.py").is_file()
     lint_imports = Path(sys.executable).with_name("lint-imports")
     run = subprocess.run([str(lint_imports)], cwd=layout, capture_output=True, text=True,
