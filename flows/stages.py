@@ -30,6 +30,7 @@ from prefect.task_runners import TaskRunner
 from relabel.config import MODEL_TITLES, TrainProfile
 from relabel.fileio import write_json_atomic
 from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
+from relabel.flows.code_keys import code_fingerprint
 from relabel.flows.policies import IO_RETRIES, compute
 from relabel.flows.records import (
     CleanModelRef,
@@ -113,7 +114,8 @@ def stage_task(stage: str, *, cached: bool = True, **options: Any) -> Callable[.
 
 def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """Cheap identity of the dataset: for a folder its files' names, sizes and mtimes (no
-    image is read), for an S3 prefix its listing (keys, sizes, ETags)."""
+    image is read), for an S3 prefix its listing (keys, sizes, ETags); and the code ingest
+    runs (tasks/ingest.py, relabel.storage, ...), as every stage's key holds."""
     from relabel.tasks.ingest import stat_fingerprint
 
     data = str(parameters["data"])
@@ -125,7 +127,8 @@ def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> st
         identity = stat_fingerprint(Path(data))
     else:
         identity = f"missing-{time.time_ns()}"  # never a hit: the task will report the error
-    return f"{identity}|{Path(parameters['cache_dir']).resolve()}|{parameters.get('workers')}"
+    return (f"{identity}|{code_fingerprint(context.task.fn)}|"
+            f"{Path(parameters['cache_dir']).resolve()}|{parameters.get('workers')}")
 
 
 @stage_task("data", cached=False, name="Ingest dataset", task_run_name="Ingest dataset [{data}]",

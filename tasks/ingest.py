@@ -17,8 +17,12 @@ size other than 32x32 are refused, since there is no faithful way to convert the
 
 Everything is validated before anything is written; every error names the file or the CSV
 line. The artifact is a folder of `.npy` files (memory-mappable: re-loading is instant)
-named by a SHA-256 over every input byte. A stat fingerprint (names, sizes, mtimes) maps an
-unchanged folder to its content hash without reading the images again.
+named by a SHA-256 over every input byte (the data hash runs are named by) and by the
+fingerprint of the code that wrote it (this module, every relabel module it imports and
+the package version: `ingest_code_fingerprint`), so an edited ingest writes a new folder
+and never serves arrays another version decoded, nor overwrites them. A stat fingerprint
+(names, sizes, mtimes, and the code fingerprint) maps an unchanged folder to its artifact
+without reading the images again.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import cv2
 import numpy as np
 
 from relabel import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from relabel.code_fingerprint import module_fingerprint
 from relabel.fileio import atomic_directory, sha256_file, sha256_text, write_json_atomic
 from relabel.progress import track
 
@@ -54,7 +59,8 @@ UNKNOWN = -1  # label value for "no clean label known"
 MAX_LISTED_ERRORS = 10
 # Files that file managers leave in folders; ignored wherever they appear (dotfiles too).
 OS_JUNK_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
-# Bump when the artifact format changes, so old cache entries are not misread.
+# Part of the data hash: bump when the arrays' format changes. (Any edit of the ingest code
+# already re-ingests: the cache keys on `ingest_code_fingerprint`.)
 ARTIFACT_VERSION = "1"
 
 
@@ -367,11 +373,17 @@ def _size_and_mtime(entry: os.DirEntry[str]) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def ingest_code_fingerprint() -> str:
+    """SHA-256 over the source of this module and of every relabel module it imports, and
+    the package version: the code that decodes and validates what the cache holds."""
+    return module_fingerprint(__name__)
+
+
 def stat_fingerprint(data_dir: Path) -> str:
     """Cheap identity of the input folder: names, sizes and mtimes of the images, and the
     content of the label CSVs (small: hashing them catches an edit that keeps the size and
-    the timestamp)."""
-    parts = [ARTIFACT_VERSION, str(data_dir.resolve())]
+    the timestamp); with the ingest code's fingerprint, so edited code misses."""
+    parts = [ingest_code_fingerprint(), str(data_dir.resolve())]
     for sub in (TRAIN_DIR, TEST_DIR):
         folder = data_dir / sub
         if folder.is_dir():
@@ -396,15 +408,16 @@ def ingest(
         raise IngestError(f"{data_dir}: dataset folder not found")
     fingerprint = stat_fingerprint(data_dir)
     index_file = cache_dir / "index" / f"{fingerprint}.json"
-    cached = _read_cache_index(index_file)
+    cached = _read_cache_index(index_file, cache_dir)
     if cached is not None:
         return cached
 
     started = time.perf_counter()
     dataset, digest_parts = _read_and_validate(data_dir, workers)
     content_hash = hashlib.sha256(b"".join(digest_parts)).hexdigest()
-    dataset_dir = cache_dir / "datasets" / content_hash[:16]
+    dataset_dir = _dataset_dir(cache_dir, content_hash)
     summary = summarize(dataset, content_hash)
+    summary["ingest_code"] = ingest_code_fingerprint()
     summary["source"] = str(data_dir.resolve())
     summary["ingest_seconds"] = round(time.perf_counter() - started, 3)
     from_cache = (dataset_dir / "summary.json").is_file()
@@ -423,7 +436,14 @@ def ingest(
     return IngestResult(dataset_dir, content_hash, summary, from_cache=from_cache)
 
 
-def _read_cache_index(index_file: Path) -> IngestResult | None:
+def _dataset_dir(cache_dir: Path, content_hash: str) -> Path:
+    """Where this code keeps the artifact of `content_hash`: named by the data and by the
+    ingest code, so a folder other code wrote (an older relabel, an edited ingest.py) is
+    neither reused nor overwritten (cached runs may still point at it)."""
+    return cache_dir / "datasets" / f"{content_hash[:16]}-{ingest_code_fingerprint()[:16]}"
+
+
+def _read_cache_index(index_file: Path, cache_dir: Path) -> IngestResult | None:
     """The cached ingest of an unchanged folder, or None. A corrupt or truncated index or
     summary (a crash, a full disk) is a miss, logged, never a permanent failure: the
     dataset is ingested again and the index rewritten."""
@@ -431,7 +451,7 @@ def _read_cache_index(index_file: Path) -> IngestResult | None:
         return None
     try:
         content_hash = json.loads(index_file.read_text())["content_hash"]
-        dataset_dir = index_file.parent.parent / "datasets" / content_hash[:16]
+        dataset_dir = _dataset_dir(cache_dir, content_hash)
         if not (dataset_dir / "summary.json").is_file():
             return None
         summary = json.loads((dataset_dir / "summary.json").read_text())

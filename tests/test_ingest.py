@@ -9,8 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from package_copy import installed_layout, run_in_copy
 
 from relabel import IMAGE_SHAPE
+from relabel.fileio import sha256_file
 from relabel.tasks.demodata import generate_demo_data
 from relabel.tasks.ingest import (
     UNKNOWN,
@@ -197,6 +199,46 @@ def test_reingest_is_served_from_cache(data: Path, tmp_path: Path) -> None:
     (data / "noisy_labels.csv").write_text("\n".join(lines) + "\n")
     fourth = ingest(data, tmp_path / "cache")
     assert fourth.content_hash != first.content_hash and not fourth.from_cache
+
+
+_INGEST_IN_COPY = """
+import json
+from relabel.tasks import ingest
+result = ingest.ingest(sys.argv[1], sys.argv[2])
+print(json.dumps({"from_cache": result.from_cache, "dataset_dir": str(result.dataset_dir),
+                  "content_hash": result.content_hash, "ingest_py": ingest.__file__}))
+"""
+
+
+def test_edited_ingest_code_reingests_and_unedited_code_is_served_from_cache(
+    data: Path, tmp_path: Path
+) -> None:
+    """A copy of the package ingests into the same cache as this checkout's code; between
+    its runs, a comment in the copy's tasks/ingest.py changes."""
+    cache = tmp_path / "cache"
+    first = ingest(data, cache)
+    written = {p.name: sha256_file(p) for p in first.dataset_dir.iterdir()}
+    src = installed_layout(tmp_path / "src")
+
+    def ingest_in_copy() -> dict[str, object]:
+        report = run_in_copy(src, _INGEST_IN_COPY, str(data), str(cache), cwd=tmp_path)
+        assert str(report["ingest_py"]).startswith(str(src))
+        return report
+
+    # The same source elsewhere is the same code.
+    unedited = ingest_in_copy()
+    assert unedited["from_cache"] and unedited["dataset_dir"] == str(first.dataset_dir)
+    ingest_py = src / "relabel" / "tasks" / "ingest.py"
+    ingest_py.write_text(ingest_py.read_text() + "# edited\n")
+    edited = ingest_in_copy()
+    assert not edited["from_cache"]
+    assert edited["content_hash"] == first.content_hash  # the data hash names the data
+    assert edited["dataset_dir"] != str(first.dataset_dir)
+    assert {p.name: sha256_file(p) for p in first.dataset_dir.iterdir()} == written
+    rerun = ingest_in_copy()
+    assert rerun["from_cache"] and rerun["dataset_dir"] == edited["dataset_dir"]
+    # The checkout's code still finds its own artifact.
+    assert ingest(data, cache).dataset_dir == first.dataset_dir
 
 
 def test_failed_reingest_keeps_previous_artifact(data: Path, tmp_path: Path) -> None:
