@@ -378,18 +378,26 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
 # ---------------------------------------------------------------------------- inference
 
 
-def _predict_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    fn = getattr(model, "_relabel_predict_fn", None)
+def _predict_function(model: keras.Model, tta: bool) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The model's softmax (with `tta`, averaged with its mirror image's) as a concrete
+    function for any batch of uint8 images, traced once per model and `tta`, then kept on
+    the model. Concrete, not a `tf.function`: TensorFlow's frequent-retracing detector counts
+    traces per Python function across all instances, so the first trace of each of a run's
+    many models, a few predictions apart, read as "triggered tf.function retracing"; a
+    concrete function called directly never retraces and is not counted."""
+    attribute = "_relabel_predict_tta" if tta else "_relabel_predict"
+    fn = getattr(model, attribute, None)
     if fn is None:
-        @tf.function(reduce_retracing=True)
-        def fn(x, tta):
-            proba = tf.nn.softmax(tf.cast(model(x, training=False), tf.float32))
+        def proba(x: tf.Tensor) -> tf.Tensor:
+            out = tf.nn.softmax(tf.cast(model(x, training=False), tf.float32))
             if tta:
                 flipped = tf.nn.softmax(tf.cast(
                     model(tf.reverse(x, axis=[2]), training=False), tf.float32))
-                proba = 0.5 * (proba + flipped)
-            return proba
-        model._relabel_predict_fn = fn
+                out = 0.5 * (out + flipped)
+            return out
+
+        fn = tf.function(proba).get_concrete_function(tf.TensorSpec([None, 32, 32, 3], tf.uint8))
+        setattr(model, attribute, fn)
     return fn
 
 
@@ -397,11 +405,11 @@ def _predict_function(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1024,
                   tta: bool = True, progress_label: str = "predicting") -> np.ndarray:
     """Class probabilities float32 [n, 10] (softmax of the logits); with `tta`, the mean
-    over the image and its mirror image. Batches are padded to one shape (one trace)."""
+    over the image and its mirror image. Batches are padded to one shape."""
     images = _check_images(images)
     n = images.shape[0]
     out = np.empty((n, model.output_shape[-1]), np.float32)
-    fn = _predict_function(model)
+    fn = _predict_function(model, bool(tta))
     size = min(batch_size, max(n, 1))
     with track(progress_label, n, "images") as tracker:
         for start in range(0, n, size):
@@ -409,7 +417,7 @@ def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1024
             if chunk.shape[0] < size:
                 chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 32, 32, 3),
                                                         np.uint8)])
-            proba = fn(tf.constant(chunk), bool(tta)).numpy()
+            proba = fn(tf.constant(chunk)).numpy()
             out[start:start + size] = proba[: min(size, n - start)]
             tracker.advance(min(size, n - start))
     return out

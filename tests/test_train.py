@@ -123,6 +123,35 @@ def test_save_and_load_give_the_same_predictions(demo, tmp_path):
         save_model(model, tmp_path / "m.h5")
 
 
+MANY_MODELS_PREDICT = textwrap.dedent("""
+    import numpy as np
+    from relabel.tasks.models import build_model
+    from relabel.tasks.train import predict_proba
+
+    images = np.random.default_rng(0).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    for _ in range(4):
+        model = build_model("airbench", width=0.25)
+        first = predict_proba(model, images, batch_size=128, tta=False)  # an epoch's eval
+        predict_proba(model, images[:50])  # scoring: another batch size, flip TTA
+    np.testing.assert_array_equal(first, predict_proba(model, images, batch_size=128,
+                                                       tta=False))
+    print("predicted")
+""")
+
+
+def test_predicting_with_many_models_warns_of_no_retracing():
+    """A run predicts with a dozen models (folds, students, Model I, Model II), each a few
+    times with different batch sizes and TTA. TensorFlow counts tf.function traces per
+    Python function across all its instances, so a tf.function per model made two
+    "triggered tf.function retracing" warnings. In a fresh process: the counts (and the
+    two warnings TensorFlow allows) are process-wide, and other tests spend them."""
+    run = subprocess.run([sys.executable, "-c", MANY_MODELS_PREDICT], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "predicted" in run.stdout
+    assert "retracing" not in run.stderr, run.stderr[-3000:]
+
+
 def test_soft_targets_weights_and_forward_loss(demo):
     n = 256
     soft = np.full((n, 10), 0.05, np.float32)
