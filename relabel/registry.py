@@ -143,6 +143,19 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         return np.asarray(CLASS_NAMES, dtype=object)[indices]
 
 
+# The pyfunc is logged as MLflow "models from code": this script (run when the model loads)
+# plus the relabel code beside it, not a pickled ImageClassifier. The logged model is then
+# readable source, and MLflow no longer warns on every log_model that unpickling it may run
+# arbitrary code.
+_MODEL_CODE = '''"""relabel's image classifier as an MLflow pyfunc (models from code)."""
+import mlflow
+
+from relabel.registry import ImageClassifier
+
+mlflow.models.set_model(ImageClassifier())
+'''
+
+
 def image_signature():
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema, TensorSpec
@@ -152,6 +165,13 @@ def image_signature():
         outputs=Schema([ColSpec(DataType.string, "label")]),
         params=ParamSchema([ParamSpec("tta", DataType.boolean, True)]),
     )
+
+
+def image_example() -> np.ndarray:
+    """A valid input of the logged pyfunc (one black image), saved with the model as its
+    serving example. MLflow predicts it once while logging (a warning if the logged model
+    cannot answer), and warns on every log_model that has none."""
+    return np.zeros((1, *IMAGE_SHAPE), np.uint8)
 
 
 def pip_requirements() -> list[str]:
@@ -195,12 +215,15 @@ def log_keras_classifier(run_id: str, keras_path: str | os.PathLike[str],
             mlflow_keras.log_model(load_model(keras_path), name=f"{name}-keras",
                                    signature=keras_signature, pip_requirements=requirements)
         with tempfile.TemporaryDirectory(prefix="relabel-code-") as staging:
+            model_code = Path(staging) / "image_classifier.py"
+            model_code.write_text(_MODEL_CODE)
             info = mlflow.pyfunc.log_model(
                 name=name,
-                python_model=ImageClassifier(),
+                python_model=str(model_code),
                 artifacts={"keras_model": str(keras_path)},
                 code_paths=[str(_serving_code(Path(staging)))],
                 signature=signature,
+                input_example=image_example(),
                 pip_requirements=requirements,
             )
     return info.model_uri
