@@ -26,6 +26,9 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
     # Rich progress bars and colour codes are noise in logs and CI.
     "PREFECT_LOGGING_COLORS": "false",
+    # MLflow's tqdm bar ("Downloading artifacts") as it copies each model file it logs:
+    # carriage returns in a log; relabel reports its own progress.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "GIT_PYTHON_REFRESH": "quiet",
 }
 

@@ -39,10 +39,12 @@ def mlflow_run(tmp_path: Path) -> Iterator[tuple[str, str]]:
     mlflow.set_tracking_uri(previous)
 
 
-def test_logging_a_keras_classifier_warns_nothing_and_it_serves(mlflow_run, tmp_path) -> None:
+def test_logging_a_keras_classifier_warns_nothing_and_it_serves(mlflow_run, tmp_path,
+                                                                capfd) -> None:
     """`relabel run` logs Model I and Model II this way. MLflow warned twice per model (the
     pyfunc pickled with CloudPickle; no input example), the second with raw ANSI colour
-    codes; now the pyfunc is logged as code with a serving example, and loads back."""
+    codes, and drew a progress bar copying the model file; now the pyfunc is logged as code
+    with a serving example, and loads back."""
     import mlflow
 
     from relabel import registry
@@ -62,6 +64,9 @@ def test_logging_a_keras_classifier_warns_nothing_and_it_serves(mlflow_run, tmp_
             model_uri = registry.log_keras_classifier(run, keras_file, tracking_uri=uri)
     finally:
         mlflow_logger.removeHandler(handler)
+    printed = capfd.readouterr().err
+    assert "Downloading artifacts" not in printed and "\r" not in printed
+    assert "\x1b[" not in printed  # no colour codes
     assert [f"{r.name}: {r.getMessage()}" for r in handler.records] == []
     shown = [f"{w.category.__name__}: {w.message}" for w in caught
              if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
