@@ -108,7 +108,8 @@ def _config(demo_data: Path, cache_dir: Path, **overrides: object) -> PipelineCo
     # The folds start from Model I (trained once, in the flow's process): from scratch, the
     # workers' other thread counts make first steps differ by more than summation order.
     return PipelineConfig(data=str(demo_data), profile="smoke", seed=7, cache_dir=cache_dir,
-                          overrides={"clean_init": "model1"}, **overrides)
+                          overrides={"clean_init": "model1", "model1_width": None},
+                          **overrides)
 
 
 @pytest.fixture(scope="module")
