@@ -13,13 +13,15 @@ correction (tasks/correct.py) then runs again on it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from relabel import NUM_CLASSES
 from relabel.config import TrainProfile
-from relabel.tasks.train import TrainResult, predict_proba, train_classifier
+
+if TYPE_CHECKING:
+    from relabel.tasks.train import TrainResult
 
 HALVES = 2
 
@@ -61,8 +63,11 @@ def train_student(
     half `half` of `noisy_idx` with their corrected soft targets (`noisy_targets`, rows
     following `noisy_idx`), for `profile.student_epochs`; score the other half and
     `val_idx`. `kwargs` go to `train_classifier`."""
+    # Imported here: TensorFlow takes ~10 s to import, and a run whose students come from
+    # the cache (or the flow, for HALVES) never needs it.
     from relabel.tasks.correct import Correction
     from relabel.tasks.model2 import retrain_targets
+    from relabel.tasks.train import predict_proba, train_classifier
 
     noisy_idx = np.asarray(noisy_idx, dtype=np.int64)
     noisy_targets = np.asarray(noisy_targets, dtype=np.float32)
