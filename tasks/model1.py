@@ -27,7 +27,8 @@ def train_model1(
 ) -> TrainResult:
     """Train on `images` [n, 32, 32, 3] with their `noisy_labels` [n] for
     `profile.noisy_epochs` epochs at `profile.model1_width` (the first
-    `profile.max_train_images` images only, when the profile caps them). Callers pass only images outside the validation split.
+    `profile.max_train_images` images only, when the profile caps them). Callers pass
+    only images outside the validation split.
     `kwargs` go to `train_classifier` (eval_images, on_epoch_end, ...)."""
     if loss not in ("forward", "ce"):
         raise ValueError(f"loss must be 'forward' or 'ce', got {loss!r}")
