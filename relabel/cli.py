@@ -3,9 +3,12 @@ and light commands start fast."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +19,10 @@ from relabel import DEFAULT_CACHE_DIR, PROFILE_NAMES
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
     from relabel.config import PipelineConfig
+    from relabel.prefect_server import TemporaryAPI
 
 app = typer.Typer(
     name="relabel",
@@ -239,7 +245,6 @@ def run(
 
     Unchanged stages come from the cache; a run that was killed resumes at the stage it was in.
     """
-    import os
 
     from pydantic import ValidationError
 
@@ -264,11 +269,9 @@ def run(
     _validate_local_data(config)
     if refresh_cache:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
-    _use_prefect_console_logging()
-    from relabel.flows.pipeline import pipeline
-
     started = time.monotonic()
-    state = pipeline(config=config, return_state=True)
+    with _prefect_api() as api:
+        state = _run_pipeline(config, api)
     if not state.is_completed():
         typer.echo(f"error: pipeline {state.name}: {state.message}", err=True)
         raise typer.Exit(1)
@@ -279,6 +282,56 @@ def run(
                "(label_prediction.csv, metrics.json, plots)")
     typer.echo("MLflow UI:  relabel mlflow-ui    (runs, curves, plots, the model registry)\n"
                "Prefect UI: relabel server       (deployments, schedules, run history)")
+
+
+@contextlib.contextmanager
+def _prefect_api() -> Iterator[TemporaryAPI | None]:
+    """The Prefect API this run reports to: the user's (PREFECT_API_URL, e.g. `relabel
+    server`; yields None), else a temporary one on 127.0.0.1 that boots on the second core
+    while the caller imports the flows, and stops when the run ends."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    from relabel.prefect_server import TemporaryAPI
+
+    with TemporaryAPI() as api:
+        yield api
+
+
+def _run_pipeline(config: PipelineConfig, api: TemporaryAPI | None) -> State:
+    """`pipeline(config)` on `api` (None: Prefect's configured API)."""
+    _use_prefect_console_logging()
+    # Imported while a temporary API boots: Prefect, MLflow, the stages.
+    import mlflow  # noqa: F401
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from relabel.flows.pipeline import pipeline
+    from relabel.prefect_server import PrefectStackError
+
+    if api is None:
+        return pipeline(config=config, return_state=True)
+    try:
+        api.wait()
+    except PrefectStackError as exc:
+        typer.echo(f"error: temporary Prefect API: {exc}", err=True)
+        raise typer.Exit(1) from None
+    logging.getLogger("relabel").info(
+        "Prefect: temporary API at %s (server log: %s)", api.api_url, api.log_file)
+    with temporary_settings(updates={PREFECT_API_URL: api.api_url}):
+        try:
+            return pipeline(config=config, return_state=True)
+        finally:
+            _send_queued_logs_and_events()
+
+
+def _send_queued_logs_and_events() -> None:
+    """Deliver the run's queued logs and events to the API before it stops: Prefect sends
+    them in batches, and at interpreter exit, with the API gone, it retries for ~60 s."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=10)
 
 
 def _validate_local_data(config: PipelineConfig) -> None:
@@ -441,7 +494,6 @@ def labels_add(
     }, indent=2))
     if not event:
         return
-    import os
 
     if not os.environ.get("PREFECT_API_URL"):
         typer.echo("no PREFECT_API_URL (no server running): labels merged, no event sent; "
@@ -493,7 +545,6 @@ def mlflow_ui(
              "sqlite:///mlflow.db)")] = None,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 to browse the runs (Ctrl+C stops it)."""
-    import os
     import sys
 
     from relabel.tracking import DEFAULT_TRACKING_URI, tracking_uri

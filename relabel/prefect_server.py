@@ -90,7 +90,7 @@ def wait_for_api(api_url: str, timeout: float = 120,
                     return
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise PrefectStackError(f"Prefect API at {api_url} did not answer within {timeout:.0f} s")
 
 
@@ -163,3 +163,54 @@ def stop_process(process: subprocess.Popen | None, grace: float = 10) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     process.wait(timeout=grace)
+
+
+class TemporaryAPI:
+    """Prefect's temporary local API for one `relabel run`, started by relabel instead of
+    lazily by Prefect's first client call.
+
+    It is the same server Prefect starts on its own when no PREFECT_API_URL is set (uvicorn
+    on `create_app`, UI and background services off, `PREFECT__SERVER_EPHEMERAL`), but it
+    starts as soon as the data is validated, so its ~12 s boot runs on the second core while
+    this process imports TensorFlow, MLflow and the flows; and this process never imports
+    Prefect's server package (~6 s). Its log goes to PREFECT_HOME/logs/temporary-server.log.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = dict(os.environ if env is None else env)
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.log_file = log_dir(self._env) / "temporary-server.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> TemporaryAPI:
+        server_env = {
+            **self._env, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        server_env.pop("PREFECT_API_URL", None)
+        with open(self.log_file, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--factory",
+                 "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+                env=server_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    def wait(self, timeout: float = 180) -> str:
+        """Block until the API answers; returns its URL."""
+        try:
+            wait_for_api(self.api_url, timeout=timeout, process=self.process)
+        except PrefectStackError as exc:
+            raise PrefectStackError(f"{exc} (its log: {self.log_file})") from None
+        return self.api_url
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def __enter__(self) -> TemporaryAPI:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
