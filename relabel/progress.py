@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import threading
 import time
@@ -24,6 +25,9 @@ ProgressSink = Callable[[str, float], None]  # (label, fraction done 0..1)
 _sinks: ContextVar[tuple[ProgressSink, ...]] = ContextVar("relabel_progress_sinks",
                                                           default=())
 PLAIN_INTERVAL_S = 60.0  # plain mode: at most one line per tracker per minute
+# Sinks (Prefect progress artifacts: one API call each) hear the start, then at most one
+# whole-percent step per second, and the end: per-percent calls cost seconds of a short run.
+SINK_INTERVAL_S = 1.0
 
 _lock = threading.Lock()
 _bars = None  # the shared rich Progress while any bar is open
@@ -88,6 +92,7 @@ class Tracker:
         self.detail = ""
         self._started = self._last_line = time.monotonic()
         self._last_sent = -1.0
+        self._last_sent_at = -math.inf
         self._sinks = _sinks.get()
         self._bars = _acquire_bars() if _interactive() else None
         self._bar = (self._bars.add_task(label, total=self.total, rate="")
@@ -121,10 +126,11 @@ class Tracker:
         self._send()
 
     def _send(self) -> None:
-        # Sinks get at most 101 updates per tracker: each whole percent, the end included.
         percent = 100 * self.done // self.total
-        if self._sinks and percent > self._last_sent:
-            self._last_sent = percent
+        now = time.monotonic()
+        due = now - self._last_sent_at >= SINK_INTERVAL_S or self.done == self.total
+        if self._sinks and percent > self._last_sent and due:
+            self._last_sent, self._last_sent_at = percent, now
             fraction = self.done / self.total
             for sink in self._sinks:
                 try:

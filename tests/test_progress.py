@@ -9,19 +9,28 @@ import pytest
 from relabel import progress
 
 
-def test_sinks_get_whole_percent_steps_and_the_end() -> None:
+def test_sinks_get_the_start_a_step_a_second_and_the_end(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     seen: list[tuple[str, float]] = []
     with progress.reporting_to(lambda label, fraction: seen.append((label, fraction))), \
             progress.track("Model II", 1000, "batches") as tracker:
-        for _ in range(1000):
+        for step in range(1000):
+            clock[0] = step * 0.05  # 50 s in all: 20 steps, 2 percent, a second
             tracker.advance()
     fractions = [f for _, f in seen]
     assert {label for label, _ in seen} == {"Model II"}
     assert fractions[0] == 0.0 and fractions[-1] == 1.0
-    assert fractions == sorted(fractions) and len(fractions) == 101  # 0%, 1% ... 100%
+    assert fractions == sorted(fractions) and 49 <= len(fractions) <= 52
     with progress.track("outside", 10, "images") as tracker:
         tracker.advance(10)
-    assert len(seen) == 101  # the sink only hears reports made inside its block
+    assert len(seen) == len(fractions)  # the sink only hears reports made inside its block
+    seen.clear()
+    with progress.reporting_to(lambda label, fraction: seen.append((label, fraction))), \
+            progress.track("fast", 100, "batches") as tracker:
+        tracker.advance(100)  # no time passes: the start and the end only
+    assert [f for _, f in seen] == [0.0, 1.0]
 
 
 def test_a_failing_sink_never_breaks_the_work() -> None:
