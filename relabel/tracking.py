@@ -15,6 +15,11 @@ Layout of one pipeline run in the MLflow UI (experiment `PipelineConfig.mlflow_e
     +- clean-model                   one grandchild run per fold (curves, numbers)
     +- correction                    correction accuracy on the validation images, counts
 
+A stage served from the cache is not logged again: the pipeline run gets the tag
+`relabel.stage_run.<stage>` naming the earlier run that logged the same content (and its
+metrics, so runs still compare side by side); a reproduced model links to the logged model
+and registry version instead of a copy.
+
 Why explicit ids: MLflow's fluent API keeps "the active run" per thread, while Prefect runs
 tasks on worker threads (or Dask/Ray workers). Every call here goes through `MlflowClient`
 with a run id, so it does not matter which thread logs what.
@@ -26,6 +31,8 @@ in the working directory (no server needed; `relabel mlflow-ui` browses it).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import math
@@ -34,7 +41,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +54,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_SHA_TAG = "relabel.model_sha256"  # the logged file's bytes: a cached rerun reuses it
+# What a stage run logged (stage_content_key) and the metrics it added to its pipeline run
+# (JSON): a later run whose stage came from the cache links to it instead of logging again.
+STAGE_CONTENT_TAG = "relabel.stage_content"
+HEADLINE_TAG = "relabel.stage_headline"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PARENT_KIND = "pipeline"
 _BATCH = 900  # MLflow accepts at most 1000 metrics / 100 params per log_batch call
@@ -141,6 +152,22 @@ def slug(name: str) -> str:
 
     known = {title: key for key, title in MODEL_TITLES.items()}
     return known.get(name, _metric_key(name.lower().replace(" ", "-")))
+
+
+def stage_content_key(stage: str, content: Any) -> str:
+    """Hash of what a stage run logs: its records (artifact paths and SHA-256s, metrics,
+    curves), equal whenever the stage was served from the cache."""
+    def plain(value: Any) -> Any:
+        if hasattr(value, "model_dump"):
+            return value.model_dump(mode="json")
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        return value
+
+    text = json.dumps([stage, plain(content)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class TrackingError(RuntimeError):
@@ -424,67 +451,56 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="relabel-mlflow-") as tmp:
             folder = Path(tmp)
 
-            # data: counts and the sample grid
-            run = runs["data"] = self.child_run("data")
-            counts = {f"count.{k}": v for k, v in (summary.counts or {}).items()}
-            self.log_metrics(run, counts)
-            self.log_params(run, {"data_hash": summary.data_hash,
-                                  "dataset_dir": summary.dataset_dir,
-                                  "clean_labels_sha256": summary.clean_labels_sha256})
-            headline.update(counts)
-            try:
-                from relabel.tasks.ingest import load_dataset
+            def log_data(run: str) -> dict[str, float]:
+                counts = {f"count.{k}": v for k, v in (summary.counts or {}).items()}
+                self.log_metrics(run, counts)
+                self.log_params(run, {"data_hash": summary.data_hash,
+                                      "dataset_dir": summary.dataset_dir,
+                                      "clean_labels_sha256": summary.clean_labels_sha256})
+                try:
+                    from relabel.tasks.ingest import load_dataset
 
-                data = load_dataset(summary.dataset_dir)
-                grid = plot_sample_grid(data.images, data.noisy_labels, data.clean_labels,
-                                        folder / "sample_grid.png", seed=0)
-                self.log_file(run, grid, "plots")
-                self.log_file(parent, grid, "plots")
-            except Exception as exc:  # noqa: BLE001 - a missing plot must not fail the run
-                log.warning("sample grid not logged: %s", exc)
-            self._end(run, seconds.get("data"))
+                    data = load_dataset(summary.dataset_dir)
+                    grid = plot_sample_grid(data.images, data.noisy_labels, data.clean_labels,
+                                            folder / "sample_grid.png", seed=0)
+                    self.log_file(run, grid, "plots")
+                    self.log_file(parent, grid, "plots")
+                except Exception as exc:  # noqa: BLE001 - a missing plot must not fail the run
+                    log.warning("sample grid not logged: %s", exc)
+                return counts
 
-            # noise
-            noise = summary.noise
-            run = runs["noise"] = self.child_run("noise")
-            noise_metrics = {"noise_rate": noise.overall_noise_rate,
-                             **{f"noise_rate.{k}": v for k, v in noise.noise_rates.items()}}
-            self.log_metrics(run, noise_metrics)
-            headline.update(noise_metrics)
-            for plot_name, artifact in noise.plots.items():
-                self.log_file(run, artifact.path, "plots", name=plot_name)
-            self.log_file(run, noise.transition.path, "arrays", name="transition.npy")
-            self._end(run, seconds.get("noise"))
+            def log_noise(run: str) -> dict[str, float]:
+                noise = summary.noise
+                noise_metrics = {
+                    "noise_rate": noise.overall_noise_rate,
+                    **{f"noise_rate.{k}": v for k, v in noise.noise_rates.items()}}
+                self.log_metrics(run, noise_metrics)
+                for plot_name, artifact in noise.plots.items():
+                    self.log_file(run, artifact.path, "plots", name=plot_name)
+                self.log_file(run, noise.transition.path, "arrays", name="transition.npy")
+                return noise_metrics
 
-            # clean model folds (nested one level deeper)
-            if summary.clean_model is not None or folds:
-                run = runs["clean-model"] = self.child_run("clean-model")
+            def log_clean_model(run: str) -> dict[str, float]:
                 self.log_metrics(run, {
                     "folds": len(folds),
                     "train_seconds": sum(f.model.metrics.get("seconds", 0.0) for f in folds)})
-                for fold in folds:
+                for fold in folds:  # nested one level deeper
                     fold_run = self.child_run(f"clean-fold-{fold.fold}", parent_run_id=run,
                                               tags={"relabel.fold": str(fold.fold)})
                     self.log_training(fold_run, fold.model.metrics, fold.model.history,
                                       f"clean fold {fold.fold}", folder)
                     self._end(fold_run, fold.model.metrics.get("seconds"))
-                self._end(run, seconds.get("clean-model"))
+                return {}
 
-            # correction
-            if summary.correction is not None:
-                run = runs["correction"] = self.child_run("correction")
+            def log_correction(run: str) -> dict[str, float]:
                 self.log_metrics(run, summary.correction.metrics)
-                headline.update({f"correction.{k}": v
-                                 for k, v in summary.correction.metrics.items()})
-                self._end(run, seconds.get("correction"))
+                return {f"correction.{k}": v for k, v in summary.correction.metrics.items()}
 
-            # self-training: the students (nested) and what the teacher alone corrected
-            if summary.students:
-                run = runs["self-training"] = self.child_run("self-training")
+            def log_self_training(run: str) -> dict[str, float]:
+                # The students (nested) and what the teacher alone corrected.
                 teacher = {f"teacher_correction.{k}": v
                            for k, v in summary.teacher_correction.items()}
                 self.log_metrics(run, teacher)
-                headline.update(teacher)
                 for student in summary.students:
                     student_run = self.child_run(f"student-{student.half}", parent_run_id=run,
                                                  tags={"relabel.half": str(student.half)})
@@ -492,27 +508,24 @@ class Tracker:
                                       student.model.history, f"student {student.half}",
                                       folder)
                     self._end(student_run, student.model.metrics.get("seconds"))
-                self._end(run, seconds.get("self-training"))
+                return teacher
 
-            # models: training + scores (+ registry for Model II)
-            for name, model in summary.models.items():
-                key = slug(name)
-                run = runs[key] = self.child_run(key, tags={"relabel.model": name,
-                                                            "relabel.model_kind": model.kind})
+            def log_model(run: str, name: str, key: str, model: Any) -> dict[str, float]:
+                # Training numbers, scores, the model (+ the registry for Model II).
                 self.log_training(run, model.metrics, model.history, name, folder)
-                headline[f"{key}.train_seconds"] = model.metrics.get("seconds", float("nan"))
+                contributed = {f"{key}.train_seconds": model.metrics.get("seconds", math.nan)}
                 score = summary.scores.get(name)
                 if score is not None:
                     for prefix, evaluation in (("validation", score.validation),
                                                ("test", score.test)):
                         if evaluation:
                             logged = self.log_evaluation(run, evaluation, prefix, name, folder)
-                            headline.update({f"{key}.{k}": v for k, v in logged.items()
-                                             if "_f1." not in k})
+                            contributed.update({f"{key}.{k}": v for k, v in logged.items()
+                                                if "_f1." not in k})
                 earlier = self.logged_model(model.model.sha256)
                 if earlier is not None:
-                    # Served from the cache: the same bytes were logged (and registered) by
-                    # an earlier run; link to it instead of logging a copy.
+                    # The same bytes were logged (and registered) by an earlier run (a
+                    # retraining that reproduced them): link to it instead of a copy.
                     self._link_logged_model(run, key, *earlier)
                 elif model.kind == "keras" and key == "model2":
                     self._log_model2(run, model, score, register)
@@ -528,7 +541,30 @@ class Tracker:
                     self.log_tags(run, {"relabel.model_uri": uri})
                 if earlier is None:
                     self.log_tags(run, {MODEL_SHA_TAG: model.model.sha256})
-                self._end(run, seconds.get(key))
+                return contributed
+
+            stages: list[tuple[str, Any, Callable[[str], Mapping[str, float]], dict]] = [
+                ("data", [summary.data_hash, summary.counts, summary.clean_labels_sha256],
+                 log_data, {}),
+                ("noise", summary.noise, log_noise, {}),
+            ]
+            if summary.clean_model is not None or folds:
+                stages.append(("clean-model", list(folds), log_clean_model, {}))
+            if summary.correction is not None:
+                stages.append(("correction", summary.correction, log_correction, {}))
+            if summary.students:
+                stages.append(("self-training",
+                               [summary.students, summary.teacher_correction],
+                               log_self_training, {}))
+            for name, model in summary.models.items():
+                key = slug(name)
+                stages.append((key, [model, summary.scores.get(name)],
+                               functools.partial(log_model, name=name, key=key, model=model),
+                               {"relabel.model": name, "relabel.model_kind": model.kind}))
+            for stage, content, log_stage, tags in stages:
+                runs[stage], contributed = self._stage_run(
+                    stage, content, log_stage, seconds.get(stage), tags)
+                headline.update(contributed)
 
             # the published files
             for name, path in (summary.outputs or {}).items():
@@ -537,6 +573,33 @@ class Tracker:
             headline.update({f"{stage}.wall_seconds": value for stage, value in seconds.items()})
             self.log_metrics(parent, headline)
         return runs
+
+    def _stage_run(self, stage: str, content: Any,
+                   log_stage: Callable[[str], Mapping[str, float]], seconds: float | None,
+                   tags: Mapping[str, str]) -> tuple[str, dict[str, float]]:
+        """Log one stage as a child run of the pipeline run, or, when a finished earlier
+        run logged exactly this content (the stage was served from the cache), link the
+        pipeline run to it (tag `relabel.stage_run.<stage>`) instead of logging and
+        registering it again. Returns (run id, the metrics it adds to the pipeline run)."""
+        key = stage_content_key(stage, content)
+        found = self.client.search_runs(
+            [self.experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
+            filter_string=f"tags.`{STAGE_CONTENT_TAG}` = '{key}' and "
+                          "attributes.status = 'FINISHED'")
+        if found and HEADLINE_TAG in found[0].data.tags:
+            earlier = found[0]
+            self.log_tags(self._parent(), {f"relabel.stage_run.{stage}": earlier.info.run_id})
+            if "relabel.model_uri" in earlier.data.tags and stage == "model2":
+                self.log_tags(self._parent(),
+                              {"relabel.model_uri": earlier.data.tags["relabel.model_uri"]})
+            log.info("%s: unchanged since MLflow run %s (served from the cache); linked, "
+                     "not logged again", stage, earlier.info.run_id)
+            return earlier.info.run_id, json.loads(earlier.data.tags[HEADLINE_TAG])
+        run = self.child_run(stage, tags=tags)
+        contributed = {k: float(v) for k, v in log_stage(run).items()}
+        self.log_tags(run, {STAGE_CONTENT_TAG: key, HEADLINE_TAG: json.dumps(contributed)})
+        self._end(run, seconds)
+        return run, contributed
 
     def logged_model(self, sha256: str) -> tuple[str, str] | None:
         """(run id, model URI) of the run that logged the model file with this SHA-256."""

@@ -377,21 +377,30 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
     assert result.exit_code == 0, result.output
     assert summary.run_name in result.output and "model2 vali acc" in result.output
 
-    # A rerun served from the cache logs a new run that links to the models logged above,
-    # instead of logging and registering copies.
+    # A rerun served from the cache logs a new pipeline run that links to the stage runs
+    # (and models, registry versions) logged above instead of logging and registering copies;
+    # its headline metrics are the same.
     versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    stage_runs = client.search_runs([experiment.experiment_id],
+                                    filter_string="tags.`relabel.kind` = 'stage'")
     pipeline(config=config.model_copy(update={"output_dir": tmp_path / "out-again"}))
-    rerun: dict[str, Any] = {}
-    for run in client.search_runs([experiment.experiment_id],
-                                  filter_string="tags.`relabel.kind` = 'stage'",
-                                  order_by=["attributes.start_time DESC"]):
-        rerun.setdefault(run.info.run_name, run)  # the newest run of each name
-    for stage in ("baseline", "model1", "model2"):
-        tags = rerun[stage].data.tags
-        assert tags["relabel.model_logged_by_run"] == by_name[stage].info.run_id, stage
-        assert tags["relabel.model_uri"] == by_name[stage].data.tags["relabel.model_uri"]
-    assert rerun["model2"].data.tags["relabel.registered_version"] == max(
-        v.version for v in versions)
+    newest = client.search_runs([experiment.experiment_id],
+                                filter_string="tags.`relabel.kind` = 'pipeline'",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert newest.info.run_id != parent.info.run_id and newest.info.status == "FINISHED"
+    for stage in ("data", "noise", "clean-model", "correction", "self-training", "baseline",
+                  "model1", "model2"):
+        assert newest.data.tags[f"relabel.stage_run.{stage}"] == by_name[stage].info.run_id
+    assert newest.data.tags["relabel.model_uri"] == parent.data.tags["relabel.model_uri"]
+    carried = [k for k in parent.data.metrics if k.startswith(
+        ("count.", "noise_rate", "correction.", "teacher_correction.", "model2.validation"))
+        and not k.endswith("wall_seconds")]  # this run's own times
+    assert "model2.validation_accuracy" in carried and any(k.startswith("count.") for k in carried)
+    for key in carried:
+        assert newest.data.metrics[key] == pytest.approx(parent.data.metrics[key]), key
+    assert len(client.search_runs([experiment.experiment_id],
+                                  filter_string="tags.`relabel.kind` = 'stage'")) \
+        == len(stage_runs)
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == len(versions)
     assert {(m.source_run_id, m.name) for m in
             client.search_logged_models([experiment.experiment_id])} == logged
