@@ -143,8 +143,12 @@ PROFILES: dict[str, TrainProfile] = {
         precision="mixed_bfloat16",
     ),
 }
-# `make demo`: the cpu recipe at half width, ~2x faster; 98.5% on the demo test folder.
-PROFILES["demo"] = PROFILES["cpu"].model_copy(update={"name": "demo", "width": 0.5})
+# `make demo`: the cpu recipe (teacher, cross-fitted students, Model II from a student) at
+# quarter width on 5,000 images, with schedules sized for a ~90 s first run: 97.6% on the
+# demo test folder (at half width and the cpu schedules: 99.6% in ~4 min).
+PROFILES["demo"] = PROFILES["cpu"].model_copy(update={
+    "name": "demo", "width": 0.25, "model1_width": None, "noisy_epochs": 2,
+    "clean_epochs": 30, "student_epochs": 5, "retrain_epochs": 3})
 PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 
 

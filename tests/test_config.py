@@ -82,10 +82,14 @@ def test_fields_that_need_another_field_say_so(fields: dict, message: str) -> No
         TrainProfile.model_validate(base | fields)
 
 
-def test_demo_is_the_cpu_recipe_at_half_width() -> None:
+def test_demo_is_the_cpu_recipe_at_quarter_width_with_shorter_schedules() -> None:
     demo, cpu = PROFILES["demo"].model_dump(), PROFILES["cpu"].model_dump()
-    assert demo.pop("width") == 0.5 and demo.pop("name") == "demo"
-    assert demo == {k: v for k, v in cpu.items() if k not in ("width", "name")}
+    sizes = ("name", "width", "model1_width", "noisy_epochs", "clean_epochs",
+             "student_epochs", "retrain_epochs")
+    assert demo["width"] == 0.25 and demo["model1_width"] is None
+    assert all(demo[k] <= cpu[k] for k in sizes[3:] if k != "clean_epochs")
+    assert {k: v for k, v in demo.items() if k not in sizes} \
+        == {k: v for k, v in cpu.items() if k not in sizes}
 
 
 def test_prefect_state_is_local_to_the_folder_relabel_runs_in(tmp_path: Path) -> None:
