@@ -310,6 +310,9 @@ def _run_pipeline(config: PipelineConfig, api: TemporaryAPI | None) -> State:
 
     if api is None:
         return pipeline(config=config, return_state=True)
+    if api.new_database:
+        # A first run trains: import TensorFlow (~10 s) while the server creates its DB.
+        import tensorflow  # noqa: F401
     try:
         api.wait()
     except PrefectStackError as exc:

@@ -182,6 +182,11 @@ class TemporaryAPI:
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log_file = log_dir(self._env) / "temporary-server.log"
         self.process: subprocess.Popen | None = None
+        # A first run in this project: the server creates its database (~10 s more), and
+        # nothing is cached yet.
+        home = Path(self._env.get("PREFECT_HOME") or Path.home() / ".prefect")
+        self.new_database = ("PREFECT_API_DATABASE_CONNECTION_URL" not in self._env
+                             and not (home / "prefect.db").exists())
 
     def start(self) -> TemporaryAPI:
         server_env = {
