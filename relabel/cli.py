@@ -310,6 +310,9 @@ def _run_pipeline(config: PipelineConfig, api: TemporaryAPI | None) -> State:
 
     if api is None:
         return pipeline(config=config, return_state=True)
+    from relabel.tracking import warm_up
+
+    warm_up(config.mlflow_experiment)
     if api.new_database:
         # A first run trains: import TensorFlow (~10 s) while the server creates its DB.
         import tensorflow  # noqa: F401

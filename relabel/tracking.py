@@ -68,6 +68,18 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def warm_up(experiment: str) -> None:
+    """Open the tracking store (MLflow keeps its engine per URI: a SQLite store's schema
+    check costs ~2 s once per process) while something else is waited for. Errors are
+    left to the run itself, which reports them properly."""
+    if not tracking_enabled():
+        return
+    try:
+        Tracker(experiment)
+    except Exception:  # noqa: BLE001 - the flow's start_tracking raises it again, in context
+        log.debug("tracking warm-up failed", exc_info=True)
+
+
 def _artifact_root(uri: str) -> str | None:
     """Where a new experiment keeps its artifacts. `RELABEL_MLFLOW_ARTIFACTS` (e.g.
     `s3://bucket/mlflow`: the client then writes artifacts to S3 itself, with the standard
@@ -114,8 +126,10 @@ def finish_tracking(tracker: Tracker | None, summary: Any, folds: Sequence[Any] 
         tracker.finish("FAILED")
         raise
     tracker.finish(metrics={"tracking_seconds": time.perf_counter() - started})
-    log.info("MLflow: logged %d stage runs under %s in %.1f s (%s)", len(runs),
-             tracker.parent_run_id, time.perf_counter() - started, tracker.uri)
+    linked = len(tracker.linked_stages)
+    log.info("MLflow: %d stage runs logged, %d linked (unchanged), under %s in %.1f s (%s)",
+             len(runs) - linked, linked, tracker.parent_run_id,
+             time.perf_counter() - started, tracker.uri)
 
 
 def mark_failed_hook(flow: Any, flow_run: Any, state: Any) -> None:
@@ -208,6 +222,7 @@ class Tracker:
         self.experiment_name = experiment
         self.experiment_id = self._experiment_id(experiment)
         self.parent_run_id: str | None = None
+        self.linked_stages: list[str] = []  # served from the cache: linked, not logged
         self._started = time.time()
 
     def _experiment_id(self, name: str) -> str:
@@ -594,6 +609,7 @@ class Tracker:
                               {"relabel.model_uri": earlier.data.tags["relabel.model_uri"]})
             log.info("%s: unchanged since MLflow run %s (served from the cache); linked, "
                      "not logged again", stage, earlier.info.run_id)
+            self.linked_stages.append(stage)
             return earlier.info.run_id, json.loads(earlier.data.tags[HEADLINE_TAG])
         run = self.child_run(stage, tags=tags)
         contributed = {k: float(v) for k, v in log_stage(run).items()}
