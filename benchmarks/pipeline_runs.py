@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/pipeline_runs.py [--data demo-data] [--profile smoke]
 
 Each run is the command a user types, `relabel run`, in a fresh process on Prefect's
-temporary local API (so every figure includes starting that API, ~20 s here):
+temporary local API (so every figure includes starting that API, ~13 s here, while the
+CLI imports its libraries):
 
 1. cold: an empty cache dir; every stage computes;
 2. cached: the same command again; every stage is served from the cache;
