@@ -83,6 +83,7 @@ def _relabel(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_an_expected_failure_is_one_line_and_exit_2_traceback_only_when_verbose(
         in_tmp: Path) -> None:
     from relabel.tasks.demodata import generate_demo_data

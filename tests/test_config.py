@@ -92,6 +92,7 @@ def test_demo_is_the_cpu_recipe_at_quarter_width_with_shorter_schedules() -> Non
         == {k: v for k, v in cpu.items() if k not in sizes}
 
 
+@pytest.mark.slow
 def test_prefect_state_is_local_to_the_folder_relabel_runs_in(tmp_path: Path) -> None:
     """A fresh process without PREFECT_HOME keeps Prefect's database in ./.prefect, never in
     the user's global ~/.prefect; an explicit PREFECT_HOME still wins."""

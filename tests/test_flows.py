@@ -152,6 +152,7 @@ def test_make_task_runner_follows_the_config() -> None:
     assert type(make_task_runner(PipelineConfig(task_runner="dask"))).__name__ == "DaskTaskRunner"
 
 
+@pytest.mark.slow
 def test_watcher_announces_each_new_content_once(
     tmp_path: Path, prefect_api: str
 ) -> None:

@@ -61,6 +61,7 @@ def _pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest["spec"]["template"]["spec"]
 
 
+@pytest.mark.slow
 def test_gpu_count_renders_into_limits_with_gpu_node_placement() -> None:
     manifest = _render({
         "gpu_count": 2,
@@ -93,6 +94,7 @@ def test_gpu_count_renders_into_limits_with_gpu_node_placement() -> None:
     assert manifest["metadata"]["namespace"] == "relabel"
 
 
+@pytest.mark.slow
 def test_defaults_request_one_gpu_and_overrides_replace_placement() -> None:
     pod = _pod_spec(_render({}))
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1

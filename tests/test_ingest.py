@@ -210,6 +210,7 @@ print(json.dumps({"from_cache": result.from_cache, "dataset_dir": str(result.dat
 """
 
 
+@pytest.mark.slow
 def test_edited_ingest_code_reingests_and_unedited_code_is_served_from_cache(
     data: Path, tmp_path: Path
 ) -> None:
@@ -267,6 +268,7 @@ def test_demo_noise_model(tmp_path: Path) -> None:
     assert pair.mean() == pytest.approx(0.5 + 0.5 / 9, abs=0.03)
 
 
+@pytest.mark.slow
 @pytest.mark.reference
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/data/course is absent")
 def test_reference_dataset(tmp_path_factory: pytest.TempPathFactory) -> None:

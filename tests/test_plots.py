@@ -21,6 +21,7 @@ def _no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_sample_grid_is_large_and_marks_wrong_labels(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(200, 32, 32, 3), dtype=np.uint8)
@@ -52,6 +53,7 @@ def test_training_curves_and_confusion(tmp_path: Path) -> None:
     assert _no_temp_files(tmp_path)
 
 
+@pytest.mark.slow
 def test_plots_from_threads(tmp_path: Path) -> None:
     """Prefect runs tasks in threads: concurrent plots must not mix figures."""
     confusions = [np.eye(10, dtype=int) * (k + 1) for k in range(6)]

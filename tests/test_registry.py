@@ -39,6 +39,7 @@ def mlflow_run(tmp_path: Path) -> Iterator[tuple[str, str]]:
     mlflow.set_tracking_uri(previous)
 
 
+@pytest.mark.slow
 def test_logging_a_keras_classifier_warns_nothing_and_it_serves(mlflow_run, tmp_path,
                                                                 capfd) -> None:
     """`relabel run` logs Model I and Model II this way. MLflow warned twice per model (the

@@ -329,6 +329,7 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.nda
     return data, true
 
 
+@pytest.mark.slow
 def test_cli_review_writes_lists_and_gallery(demo_dataset, tmp_path: Path) -> None:
     data, true = demo_dataset
     cache = tmp_path / "cache"

@@ -54,6 +54,7 @@ def test_dask_local_cluster_is_loopback_only_and_sized_to_the_folds() -> None:
     assert threads == max(1, (os.cpu_count() or 1) // config.train.folds)
 
 
+@pytest.mark.slow
 def test_local_dask_workers_report_to_the_flows_own_api(prefect_api: str) -> None:
     """Inside a flow, the workers get the API the flow reports to (also `relabel run`'s
     temporary one), so they never start temporary servers of their own."""

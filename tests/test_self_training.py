@@ -62,6 +62,7 @@ def test_each_image_gets_the_student_that_never_saw_it_and_validation_gets_stude
         combine_students(teacher, students[:1], val, 0.3)
 
 
+@pytest.mark.slow
 def test_a_student_learns_from_its_half_and_scores_the_other(tmp_path):
     data = generate_demo_data(tmp_path / "data", num_train=400, num_clean=150, num_test=10)
     demo = ingest(data, tmp_path / "cache").load(mmap=False)
@@ -81,6 +82,7 @@ def test_a_student_learns_from_its_half_and_scores_the_other(tmp_path):
                       targets[:5], plan.val_idx, 0, smoke, seed=0)
 
 
+@pytest.mark.slow
 def test_a_student_can_start_from_the_teachers_weights(tmp_path):
     """student_init="teacher": the student continues from the clean-only teacher; with a
     vanishing learning rate its weights stay the teacher's, from scratch they do not."""

@@ -87,6 +87,7 @@ def test_bad_inputs_are_named(trained: dict, tmp_path: Path) -> None:
         relabel.predict(np.zeros((2, 32, 32), np.uint8), model=trained["keras"])
 
 
+@pytest.mark.slow
 def test_a_missing_champion_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/empty.db")
     with pytest.raises(PredictError, match="models:/relabel-model2@champion: cannot load"):

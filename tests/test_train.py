@@ -64,6 +64,7 @@ def test_augmentation_is_a_seeded_flip_and_translation():
         assert found, f"image {i} is not a flip/translation of its input"
 
 
+@pytest.mark.slow
 def test_training_learns_and_is_deterministic(demo):
     plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
     x, y = demo.images[plan.clean_train_idx], demo.clean_labels[plan.clean_train_idx]
@@ -90,6 +91,7 @@ def test_training_learns_and_is_deterministic(demo):
     assert not np.array_equal(proba, predict_proba(other, demo.images[plan.val_idx]))
 
 
+@pytest.mark.slow
 def test_concurrent_training_on_threads_matches_sequential(demo):
     """Trainings started from several threads take turns (TENSORFLOW_LOCK): same seeds,
     same weights, whatever the interleaving, also for fresh models and bf16 policies."""
@@ -112,6 +114,7 @@ def test_concurrent_training_on_threads_matches_sequential(demo):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_save_and_load_give_the_same_predictions(demo, tmp_path):
     model = train_classifier(demo.images[:256], demo.noisy_labels[:256], SMOKE, 1, seed=0).model
     path = save_model(model, tmp_path / "m.keras")
@@ -139,6 +142,7 @@ MANY_MODELS_PREDICT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_predicting_with_many_models_warns_of_no_retracing():
     """A run predicts with a dozen models (folds, students, Model I, Model II), each a few
     times with different batch sizes and TTA. TensorFlow counts tf.function traces per
@@ -152,6 +156,7 @@ def test_predicting_with_many_models_warns_of_no_retracing():
     assert "retracing" not in run.stderr, run.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_soft_targets_weights_and_forward_loss(demo):
     n = 256
     soft = np.full((n, 10), 0.05, np.float32)
@@ -168,6 +173,7 @@ def test_soft_targets_weights_and_forward_loss(demo):
         train_classifier(demo.images[:n, :16], demo.noisy_labels[:n], SMOKE, 1, seed=0)
 
 
+@pytest.mark.slow
 def test_clean_folds_give_out_of_fold_and_ensemble_probabilities(demo):
     plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
     predict_idx = plan.noisy_idx[:100]
@@ -280,6 +286,7 @@ def test_concurrent_trainings_in_one_process_take_turns():
     assert "errors: []" in run.stdout
 
 
+@pytest.mark.slow
 def test_ema_weights_with_recalibrated_batch_norm(demo):
     """With ema_momentum the model ends on the averaged weights (not the last step's) and
     BatchNorm statistics recomputed for them; it still learns the demo classes."""
