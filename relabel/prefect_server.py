@@ -165,6 +165,21 @@ def stop_process(process: subprocess.Popen | None, grace: float = 10) -> None:
     process.wait(timeout=grace)
 
 
+# Runs in the temporary API's process before it becomes uvicorn: the kernel sends it SIGTERM
+# when the process that started it dies, even by SIGKILL (Linux), so a killed `relabel run`
+# never leaves a server behind. The setting survives exec.
+_EXEC_WITH_PARENT_DEATH_SIGNAL = """\
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except (AttributeError, OSError):
+    pass  # not Linux: the starter's stop() is the only stop
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)  # the starter died before the signal was armed
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
 class TemporaryAPI:
     """Prefect's temporary local API for one `relabel run`, started by relabel instead of
     lazily by Prefect's first client call.
@@ -174,6 +189,7 @@ class TemporaryAPI:
     starts as soon as the data is validated, so its ~12 s boot runs on the second core while
     this process imports TensorFlow, MLflow and the flows; and this process never imports
     Prefect's server package (~6 s). Its log goes to PREFECT_HOME/logs/temporary-server.log.
+    It stops with `stop()`, and with the process that started it if that one is killed.
     """
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -196,7 +212,8 @@ class TemporaryAPI:
         server_env.pop("PREFECT_API_URL", None)
         with open(self.log_file, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory",
+                [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, str(os.getpid()),
+                 "-m", "uvicorn", "--factory",
                  "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                  "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
                 env=server_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
