@@ -171,16 +171,9 @@ def slug(name: str) -> str:
 def stage_content_key(stage: str, content: Any) -> str:
     """Hash of what a stage run logs: its records (artifact paths and SHA-256s, metrics,
     curves), equal whenever the stage was served from the cache."""
-    def plain(value: Any) -> Any:
-        if hasattr(value, "model_dump"):
-            return value.model_dump(mode="json")
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, Mapping):
-            return {str(k): plain(v) for k, v in value.items()}
-        return value
+    from pydantic_core import to_jsonable_python
 
-    text = json.dumps([stage, plain(content)], sort_keys=True, default=str)
+    text = json.dumps([stage, to_jsonable_python(content)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
