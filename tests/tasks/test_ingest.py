@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from package_copy import installed_layout, run_in_copy
+from package_copy import ROOT, installed_layout, run_in_copy
 
 from relabel import IMAGE_SHAPE
 from relabel.fileio import sha256_file
@@ -23,7 +23,7 @@ from relabel.tasks.ingest import (
     read_label_rows,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "course"
+REFERENCE = ROOT.parent / "shared" / "data" / "course"
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +272,7 @@ def test_demo_noise_model(tmp_path: Path) -> None:
 @pytest.mark.reference
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/data/course is absent")
 def test_reference_dataset(tmp_path_factory: pytest.TempPathFactory) -> None:
-    cache = Path(__file__).resolve().parents[1] / ".relabel-cache"
+    cache = ROOT / ".relabel-cache"
     result = ingest(REFERENCE, cache)
     ds = result.load()
     assert ds.images.shape == (50000, *IMAGE_SHAPE)

@@ -23,6 +23,7 @@ from uuid import UUID
 import numpy as np
 import pytest
 from browser import CHROMIUM, page_text_with, screenshot
+from package_copy import ROOT
 
 from relabel.config import PipelineConfig
 
@@ -322,7 +323,7 @@ def test_editing_a_task_module_recomputes_its_stage_and_what_follows_only(
     runs the pipeline twice on one cache; between the runs, tasks/correct.py changes."""
     import shutil
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     src = tmp_path / "src"
     junk = shutil.ignore_patterns("__pycache__")
     shutil.copytree(root / "relabel", src / "relabel", ignore=junk)
