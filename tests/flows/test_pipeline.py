@@ -1,5 +1,5 @@
-"""The Prefect flows on real Prefect: stage wrappers, the pipeline end to end, caching,
-resuming a killed run, and the deployments on a real `prefect server` with a worker.
+"""The pipeline flow on real Prefect: end to end, reruns from the cache, which stages a
+changed profile field or an edited task module recomputes, and resuming a killed run.
 
 Tiny demo data (600 training images, 200 clean, 100 test) and the smoke profile keep the
 whole module to a few minutes on 2 cores. The module shares one cache dir, so later tests
@@ -22,12 +22,11 @@ from uuid import UUID
 
 import numpy as np
 import pytest
-from browser import CHROMIUM, page_text_with, screenshot
+from flow_runs import RELABEL, make_config, stage_states
 from package_copy import ROOT
 
 from relabel.config import PipelineConfig
 
-RELABEL = str(Path(sys.executable).with_name("relabel"))
 BEFORE_RETRAIN = {
     "Ingest dataset", "Resolve clean labels", "Split clean labels", "Explore label noise",
     "Extract colour features", "Train baseline", "Train Model I", "Train clean-model fold 0",
@@ -40,34 +39,10 @@ FROM_RETRAIN = {"Retrain Model II", "Score Baseline", "Score Model I", "Score Mo
 ALL_STAGES = BEFORE_RETRAIN | FROM_RETRAIN
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_tracking() -> Any:
-    """These tests are about orchestration; MLflow in the flow has its own tests
-    (test_tracking.py), and skipping it saves ~20 s per pipeline run here."""
-    previous = os.environ.get("RELABEL_TRACKING")
-    os.environ["RELABEL_TRACKING"] = "0"  # inherited by the subprocesses and the worker
-    yield
-    if previous is None:
-        os.environ.pop("RELABEL_TRACKING", None)
-    else:
-        os.environ["RELABEL_TRACKING"] = previous
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from relabel.tasks.demodata import generate_demo_data
-
-    root = tmp_path_factory.mktemp("flows")
-    data = generate_demo_data(root / "data", num_train=600, num_clean=200, num_test=100)
-    return {"root": root, "data": data, "cache": root / "cache"}
 
 
-def make_config(workspace: dict[str, Path], out: str | None = "out",
-                **overrides: Any) -> PipelineConfig:
-    """`out`: an explicit output folder; None: each run its own folder in root/runs."""
-    return PipelineConfig(data=str(workspace["data"]), cache_dir=workspace["cache"],
-                          output_dir=workspace["root"] / out if out else None,
-                          runs_dir=workspace["root"] / "runs", profile="smoke", **overrides)
 
 
 def absolute_paths(value: Any) -> list[str]:
@@ -79,133 +54,9 @@ def absolute_paths(value: Any) -> list[str]:
     return [value] if isinstance(value, str) and value.startswith("/") else []
 
 
-def stage_states(*flow_run_ids: UUID, finished: bool = True,
-                 expected: set[str] = frozenset()) -> dict[str, str]:
-    """{stage name (run name without the "[profile hash]" suffix): state name}. With
-    `finished` (the flow returned), wait until every task run's final state has arrived,
-    and every `expected` stage is there."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
-    from prefect.states import StateType
-
-    # Task run states reach the API asynchronously: after the flow returned, wait (up to
-    # 120 s on a busy machine) until none is pending or running, so a stage is never read
-    # early.
-    deadline = time.monotonic() + 120
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=list(flow_run_ids))))
-            unsettled = finished and [r for r in runs if r.state is None or r.state.type in (
-                StateType.PENDING, StateType.SCHEDULED, StateType.RUNNING)]
-            unsettled = unsettled or not expected <= {r.name.split(" [")[0] for r in runs}
-            if not unsettled or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    return {run.name.split(" [")[0]: run.state.name for run in runs}
 
 
 # ------------------------------------------------------------------ stage wrappers (.fn)
-
-
-def test_ingest_and_label_stages_pass_artifacts_by_reference(
-    workspace: dict[str, Path], tmp_path: Path
-) -> None:
-    from relabel.fileio import sha256_file
-    from relabel.flows.artifacts import load_array
-    from relabel.flows.new_labels import merge_new_labels
-    from relabel.flows.stages import ingest_dataset, resolve_clean_labels, split_clean_labels
-
-    cache = tmp_path / "cache"
-    data = ingest_dataset.fn(str(workspace["data"]), cache)
-    assert data.summary["num_images"] == 600 and data.summary["num_test"] == 100
-    for ref in (data.images, data.noisy_labels, data.clean_labels, data.test_images):
-        assert Path(ref.path).is_file() and sha256_file(ref.path) == ref.sha256
-    assert len(data.model_dump_json()) < 4000  # a reference, not the arrays
-    assert resolve_clean_labels.fn(data, cache) == data.clean_labels
-
-    # New labels for three images without one: a new version, which the pipeline then uses.
-    noisy_only = np.flatnonzero(load_array(data.clean_labels) < 0)[:3]
-    new = tmp_path / "new.csv"
-    new.write_text("image_id,label\n" + "".join(f"{i + 1},4\n" for i in noisy_only))
-    merged = merge_new_labels.fn(str(new), data, cache)
-    assert merged["version"] == 1 and merged["added"] == 3 and merged["num_clean"] == 203
-    current = resolve_clean_labels.fn(data, cache)
-    assert current != data.clean_labels and np.all(load_array(current)[noisy_only] == 4)
-    assert merge_new_labels.fn(str(new), data, cache)["version"] == 1  # idempotent
-
-    split = split_clean_labels.fn(current, 0.2, 2, 0, 100, cache)
-    train, val = load_array(split.train_idx), load_array(split.val_idx)
-    assert len(train) + len(val) == 203 and not set(train) & set(val)
-    noisy = load_array(split.noisy_idx)  # capped at 100, none with a clean label
-    assert len(noisy) == 100 and np.all(load_array(current)[noisy] < 0)
-    holdouts = np.sort(np.concatenate([load_array(h) for _, h in split.folds]))
-    assert np.array_equal(holdouts, np.sort(train))
-
-
-def test_make_task_runner_follows_the_config() -> None:
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    from relabel.flows.runners import make_task_runner
-
-    runner = make_task_runner(PipelineConfig(profile="smoke"))
-    assert isinstance(runner, ThreadPoolTaskRunner)
-    assert type(make_task_runner(PipelineConfig(task_runner="dask"))).__name__ == "DaskTaskRunner"
-
-
-@pytest.mark.slow
-def test_watcher_announces_each_new_content_once(
-    tmp_path: Path, prefect_api: str
-) -> None:
-    from relabel.flows.watch import CLEAN_LABELS_UPDATED, emit_labels_updated, watch_clean_labels
-
-    config = PipelineConfig(cache_dir=tmp_path / "cache")
-    labels = tmp_path / "inbox.csv"
-    assert watch_clean_labels(str(labels), config) == []  # nothing there yet
-    labels.write_text("image_id,label\n5,1\n")
-    assert watch_clean_labels(str(labels), config) == [str(labels.resolve())]
-    assert watch_clean_labels(str(labels), config) == []  # same content: no new event
-    labels.write_text("image_id,label\n5,1\n6,2\n")
-    assert watch_clean_labels(str(labels), config) == [str(labels.resolve())]
-
-    event = emit_labels_updated(str(labels), config, "abc")
-    assert event is not None and event.event == CLEAN_LABELS_UPDATED
-    assert event.resource.id.startswith("relabel.clean-labels.")
-    assert PipelineConfig.model_validate(event.payload["config"]) == config
-
-
-@pytest.mark.slow
-def test_watcher_and_retrain_read_labels_from_s3(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str
-) -> None:
-    """An S3 prefix of label CSVs on a real S3-compatible store (SeaweedFS on 127.0.0.1):
-    each new or rewritten CSV is announced once; the retrain flow downloads the object."""
-    from live_servers import SeaweedFS
-
-    from relabel.flows.new_labels import local_labels_file
-    from relabel.flows.watch import watch_clean_labels
-    from relabel.storage import StorageError
-
-    with SeaweedFS(tmp_path / "weed", tmp_path / "weed.log") as server:
-        for key, value in server.env.items():
-            monkeypatch.setenv(key, value)
-        client = server.client()
-        client.create_bucket(Bucket="labels")
-        client.put_object(Bucket="labels", Key="inbox/batch1.csv", Body=b"image_id,label\n5,1\n")
-        client.put_object(Bucket="labels", Key="inbox/notes.txt", Body=b"not labels")
-        config = PipelineConfig(cache_dir=tmp_path / "cache")
-        source = "s3://labels/inbox/"
-        assert watch_clean_labels(source, config) == ["s3://labels/inbox/batch1.csv"]
-        assert watch_clean_labels(source, config) == []
-        client.put_object(Bucket="labels", Key="inbox/batch2.csv", Body=b"image_id,label\n6,2\n")
-        client.put_object(Bucket="labels", Key="inbox/batch1.csv", Body=b"image_id,label\n5,3\n")
-        assert watch_clean_labels(source, config) == [
-            "s3://labels/inbox/batch1.csv", "s3://labels/inbox/batch2.csv"]
-
-        local = local_labels_file("s3://labels/inbox/batch1.csv", config.cache_dir)
-        assert local.name == "batch1.csv" and local.read_text() == "image_id,label\n5,3\n"
-        with pytest.raises(StorageError, match="labels/inbox/missing.csv"):
-            local_labels_file("s3://labels/inbox/missing.csv", config.cache_dir)
 
 
 # ----------------------------------------------------------------- the pipeline flow
@@ -426,139 +277,3 @@ def test_killed_run_resumes_at_the_interrupted_stage(
 
 
 # ------------------------------------------------- deployments on a real Prefect server
-
-
-def _new_labels_file(workspace: dict[str, Path], path: Path, count: int = 40) -> Path:
-    """True labels (demo data's true_labels.csv) of `count` images without a clean label."""
-    true = np.loadtxt(workspace["data"] / "true_labels.csv", dtype=np.int64, delimiter=",",
-                      skiprows=1, usecols=-1, ndmin=1)
-    ids = np.arange(201, 201 + count)  # demo data: images 1..200 have clean labels
-    path.write_text("image_id,label\n" + "".join(f"{i},{true[i - 1]}\n" for i in ids))
-    return path
-
-
-def _wait_for_deployment_run(client: Any, deployment_id: UUID, timeout: float) -> Any:
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])))
-        finished = [r for r in runs if r.state and r.state.is_final()]
-        if finished:
-            return finished[0]
-        time.sleep(1)
-    raise AssertionError(f"no run of deployment {deployment_id} finished within {timeout} s")
-
-
-def _check_prefect_ui(port: int, run: Any, pools: list[str], tmp_path: Path) -> None:
-    """What a user must see in the UI served on a non-default port."""
-    import urllib.request
-
-    from prefect import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
-
-    from relabel import prefect_server as stack
-
-    ui = f"http://127.0.0.1:{port}"
-    with urllib.request.urlopen(f"{ui}/ui-settings", timeout=10) as response:
-        assert json.loads(response.read())["api_url"] == f"{ui}/api"  # not :4200
-    if not CHROMIUM.is_file():
-        return
-    text = page_text_with(tmp_path, f"{ui}/deployments", "At 03:00 AM every day")
-    assert "Can't connect" not in text, text[:2000]
-    expected = ["train", "watch-clean-labels", "retrain-on-new-labels"]
-    expected += ["train-gpu"] if stack.GPU_POOL in pools else []
-    assert f"{len(expected)} Deployments" in text, text[:2000]
-    for name in expected:
-        assert f" {name} " in text, (name, text[:2000])
-    # prefect.yaml's schedules: train nightly (declared off), the watcher every 5 minutes.
-    assert "At 03:00 AM every day" in text and "Every 5 minutes" in text, text[:2000]
-    screenshot(tmp_path, f"{ui}/deployments", "prefect-ui-deployments")
-
-    with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(task_run_filter=TaskRunFilter(
-            flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
-    page = f"{ui}/runs/flow-run/{run.id}"
-    text = page_text_with(tmp_path, page, run.name, f"{len(task_runs)} Task runs")
-    assert run.name in text and "Completed" in text, text[:2000]
-    assert f"{len(task_runs)} Task runs" in text, (len(task_runs), text[:2000])
-    screenshot(tmp_path, page, "prefect-ui-flow-run")
-
-
-@pytest.mark.slow
-def test_deployments_train_and_retrain_on_new_labels_event(
-    workspace: dict[str, Path], tmp_path: Path
-) -> None:
-    """A real `prefect server` on a free loopback port: pools, `prefect deploy --all`, a
-    worker; run `train` the way the UI's Run button does; its UI in headless Chromium shows
-    the deployments and the completed run; `relabel labels add` -> event ->
-    `retrain-on-new-labels` runs."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from relabel import prefect_server as stack
-    from relabel.fileio import sha256_file
-    from relabel.tasks.labels import CleanLabelStore
-
-    port = stack.free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = stack.stack_env(api_url, PREFECT_HOME=str(tmp_path / "prefect-home"),
-                          PREFECT_WORKER_QUERY_SECONDS="2")
-    server = worker = None
-    try:
-        server = stack.start_server(port, env, log_file=tmp_path / "server.log", ui=True)
-        stack.wait_for_api(api_url, timeout=120, process=server)
-        pools = stack.ensure_pools(env)
-        assert stack.LOCAL_POOL in pools
-        stack.deploy_all(env, pools)
-        worker = stack.start_worker(env, log_file=tmp_path / "worker.log")
-
-        config = make_config(workspace, out="deployed").model_dump(mode="json")
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            # POST /deployments/{id}/create_flow_run: the call behind the UI's Run button.
-            run = run_deployment("relabel-pipeline/train", parameters={"config": config},
-                                 timeout=300, poll_interval=1)
-            assert run.state.is_completed(), (run.state, (tmp_path / "worker.log").read_text())
-            assert (workspace["root"] / "deployed" / "label_prediction.csv").is_file()
-            _check_prefect_ui(port, run, pools, tmp_path)
-
-            labels = _new_labels_file(workspace, tmp_path / "new_labels.csv")
-            retrain_out = workspace["root"] / "retrained"
-            added = subprocess.run(
-                [RELABEL, "labels", "add", str(labels), "--data", str(workspace["data"]),
-                 "--cache-dir", str(workspace["cache"]), "--output-dir", str(retrain_out),
-                 "--models", "model2", "--profile", "smoke"],
-                env=env, capture_output=True, text=True, timeout=120,
-            )
-            assert added.returncode == 0, added.stderr
-            assert json.loads(added.stdout[: added.stdout.rindex("}") + 1])["added"] == 40
-            assert "event relabel.clean-labels.updated sent" in added.stdout
-
-            with get_client(sync_client=True) as client:
-                deployment = client.read_deployment_by_name(
-                    "retrain-on-new-labels/retrain-on-new-labels")
-                retrain = _wait_for_deployment_run(client, deployment.id, timeout=300)
-                assert retrain.state.is_completed(), (
-                    retrain.state, (tmp_path / "worker.log").read_text()[-5000:])
-                assert retrain.parameters["labels_file"] == str(labels.resolve())
-                children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[retrain.id])))
-            states = stage_states(retrain.id, *(c.id for c in children))
-        # Ingestion and features come from the cache; everything on the clean labels reruns.
-        assert states["Ingest dataset"] == states["Extract colour features"] == "Cached"
-        for stage in ("Split clean labels", "Train clean-model fold 0", "Retrain Model II"):
-            assert states[stage] == "Completed", states
-        # The event's config: --models model2 (Model I trains only as the folds' start).
-        assert "Train baseline" not in states and "Score Model I" not in states
-        assert (retrain_out / "label_prediction.csv").read_text().startswith("Model II\n")
-        metrics = json.loads((retrain_out / "metrics.json").read_text())
-        store = CleanLabelStore(workspace["cache"], metrics["data_hash"])
-        assert store.latest().num_clean == 240
-        assert metrics["clean_labels_sha256"] == sha256_file(store.latest().path)
-        assert metrics["counts"]["clean_train"] + metrics["counts"]["validation"] == 240
-    finally:
-        stack.stop_process(worker)
-        stack.stop_process(server)

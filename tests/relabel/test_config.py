@@ -1,17 +1,13 @@
-"""The typed config rejects bad values with messages naming them; offline defaults hold."""
+"""The typed config rejects bad values with messages naming them; profiles and overrides."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from relabel.config import PROFILES, PipelineConfig, TrainProfile
-from relabel.settings import OFFLINE_DEFAULTS, apply_offline_defaults
 
 
 def test_defaults_validate_and_flatten() -> None:
@@ -35,22 +31,6 @@ def test_bad_values_are_named(field: str, value: object) -> None:
 
 def test_models_are_deduplicated_in_pipeline_order() -> None:
     assert PipelineConfig(models=["model2", "baseline", "model2"]).models == ["baseline", "model2"]
-
-
-def test_offline_defaults_do_not_override_the_user() -> None:
-    env = {"DO_NOT_TRACK": "false"}
-    applied = apply_offline_defaults(env)
-    assert env["DO_NOT_TRACK"] == "false" and "DO_NOT_TRACK" not in applied
-    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
-    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-
-
-def test_importing_relabel_sets_the_environment() -> None:
-    import relabel  # noqa: F401
-
-    for key in OFFLINE_DEFAULTS:
-        assert key in os.environ
-    assert os.environ["DO_NOT_TRACK"] in ("true", "1")
 
 
 def test_profile_overrides_apply_typed_and_are_logged() -> None:
@@ -90,22 +70,6 @@ def test_demo_is_the_cpu_recipe_at_quarter_width_with_shorter_schedules() -> Non
     assert all(demo[k] <= cpu[k] for k in sizes[3:] if k != "clean_epochs")
     assert {k: v for k, v in demo.items() if k not in sizes} \
         == {k: v for k, v in cpu.items() if k not in sizes}
-
-
-@pytest.mark.slow
-def test_prefect_state_is_local_to_the_folder_relabel_runs_in(tmp_path: Path) -> None:
-    """A fresh process without PREFECT_HOME keeps Prefect's database in ./.prefect, never in
-    the user's global ~/.prefect; an explicit PREFECT_HOME still wins."""
-    code = ("import relabel, prefect.settings as s; "
-            "print(s.get_current_settings().home)")
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
-    home = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    assert Path(home) == tmp_path / ".prefect"
-    env["PREFECT_HOME"] = str(tmp_path / "mine")
-    home = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    assert Path(home) == tmp_path / "mine"
 
 
 def test_the_default_profile_is_demo_on_demo_data_and_cpu_elsewhere(tmp_path: Path) -> None:

@@ -250,24 +250,6 @@ def test_failed_reingest_keeps_previous_artifact(data: Path, tmp_path: Path) -> 
     assert load_dataset(good.dataset_dir).num_images == 300
 
 
-def test_demo_data_is_deterministic(tmp_path: Path) -> None:
-    a = generate_demo_data(tmp_path / "a", num_train=50, num_clean=10, num_test=10, seed=3)
-    b = generate_demo_data(tmp_path / "b", num_train=50, num_clean=10, num_test=10, seed=3)
-    assert ingest(a, tmp_path / "ca").content_hash == ingest(b, tmp_path / "cb").content_hash
-
-
-def test_demo_noise_model(tmp_path: Path) -> None:
-    from relabel.tasks.demodata import make_noisy_labels
-
-    rng = np.random.default_rng(0)
-    truth = np.arange(20000) % 10
-    noisy = make_noisy_labels(truth, 0.6, 0.5, rng)
-    wrong = noisy != truth
-    assert wrong.mean() == pytest.approx(0.6, abs=0.02)
-    pair = noisy[wrong] == (truth[wrong] + 1) % 10
-    assert pair.mean() == pytest.approx(0.5 + 0.5 / 9, abs=0.03)
-
-
 @pytest.mark.slow
 @pytest.mark.reference
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/data/course is absent")

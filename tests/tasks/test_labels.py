@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_labels import write_label_csv
 
-from relabel.flows.artifacts import Artifact, ArtifactMissingError, load_array, save_array
 from relabel.tasks.ingest import UNKNOWN
 from relabel.tasks.labels import CleanLabelStore, LabelError, merge_labels, read_new_labels
 
@@ -106,17 +107,35 @@ def test_missing_file_and_allow_changes(tmp_path: Path) -> None:
     assert merged.changed == 1 and merged.labels[1] == 5
 
 
-def test_artifacts_are_content_addressed(tmp_path: Path) -> None:
-    a = save_array(tmp_path, "things", np.arange(10))
-    b = save_array(tmp_path, "things", np.arange(10))
-    c = save_array(tmp_path, "things", np.arange(11))
-    assert a == b and a.sha256 != c.sha256
-    assert Path(a.path).name == f"{a.sha256[:16]}.npy"
-    assert np.array_equal(load_array(a), np.arange(10))
-    assert not list(Path(a.path).parent.glob(".tmp-*"))  # no temp files left behind
-    Path(c.path).unlink()
-    with pytest.raises(ArtifactMissingError, match="--refresh-cache"):
-        load_array(c)
-    with pytest.raises(TypeError, match="object arrays"):
-        save_array(tmp_path, "things", np.array([object()]))
-    assert Artifact.model_validate_json(a.model_dump_json()) == a
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["image_id,label", "50,3", "1001,2"], "image id 1001 is not in 1..1000"),
+        (["image_id,label", "0,3"], "image id 0 is not in 1..1000"),
+        (["image_id,label", "70,3", "70,4"], "conflicting labels 3 and 4"),
+        (["image_id,label", "50,10"], "label 10 is out of range 0..9"),
+        (["image_id,label", "50,-1"], "out of range"),
+        (["image_id,label", "50,cat"], "'cat' is not an integer"),
+        (["label,image_id", "50,3"], "expected 'image_id,label'"),
+        (["image_id,label,comment", "50,3,sure"], "got 3"),
+        (["image_id,label,comment", "50,3"], "image_id,label"),
+        (["image_id,label", "50,3,sure"], "got 3"),
+        (["image_id,label", "2,3"], "contradict existing clean labels"),
+    ],
+)
+def test_labels_add_refuses_bad_input_and_merges_nothing(
+    tmp_path: Path, lines: list[str], message: str
+) -> None:
+    dataset_clean = np.full(1000, UNKNOWN)
+    dataset_clean[:10] = 7  # image 2 is known to be class 7: a "3" for it contradicts
+    store = CleanLabelStore(tmp_path / "cache", "cd" * 32)
+    store.add_file(write_label_csv(tmp_path / "good.csv", [(20, "1"), (21, "2")]), dataset_clean)
+    before = store.current(dataset_clean).copy()
+    # A good row first: a bad file must not merge even its good rows.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([lines[0], "30,5", *lines[1:]]) + "\n")
+    with pytest.raises(LabelError, match=re.escape(message)) as raised:
+        store.add_file(bad, dataset_clean)
+    assert "bad.csv" in str(raised.value)
+    assert np.array_equal(store.current(dataset_clean), before)
+    assert len(store.versions()) == 1

@@ -1,4 +1,4 @@
-"""The trainer, the architectures and the clean-model folds, on small demo data (smoke)."""
+"""The trainer: augmentation, soft targets, determinism, persistence, concurrency, EMA."""
 
 import subprocess
 import sys
@@ -9,12 +9,6 @@ import pytest
 import tensorflow as tf
 
 from relabel.config import PROFILES
-from relabel.tasks.clean_model import combine_folds, stack_folds, train_clean_fold
-from relabel.tasks.demodata import generate_demo_data
-from relabel.tasks.ingest import ingest
-from relabel.tasks.model1 import train_model1
-from relabel.tasks.models import ARCHITECTURES, build_model, forward_flops
-from relabel.tasks.noise import estimate_transition
 from relabel.tasks.split import plan_splits
 from relabel.tasks.train import (
     augment_batch,
@@ -25,22 +19,6 @@ from relabel.tasks.train import (
 )
 
 SMOKE = PROFILES["smoke"]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    data = generate_demo_data(root / "data", num_train=1200, num_clean=600, num_test=100)
-    return ingest(data, root / "cache").load(mmap=False)
-
-
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_architectures_map_uint8_images_to_logits(architecture):
-    model = build_model(architecture, width=0.25)
-    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    logits = model(images, training=False)
-    assert tuple(logits.shape) == (3, 10)
-    assert forward_flops(model) > 0
 
 
 def test_augmentation_is_a_seeded_flip_and_translation():
@@ -164,44 +142,10 @@ def test_soft_targets_weights_and_forward_loss(demo):
     result = train_classifier(demo.images[:n], soft, SMOKE, 1, seed=0,
                               sample_weight=np.linspace(0.1, 1, n))
     assert np.isfinite(result.history["loss"]).all()
-    t = estimate_transition(demo.clean_labels, demo.noisy_labels)
-    result = train_model1(demo.images[:n], demo.noisy_labels[:n], t, SMOKE, seed=0)
-    assert np.isfinite(result.history["loss"]).all() and result.epochs == SMOKE.noisy_epochs
     with pytest.raises(ValueError, match="summing to 1"):
         train_classifier(demo.images[:n], soft * 2, SMOKE, 1, seed=0)
     with pytest.raises(ValueError, match=r"\[n, 32, 32, 3\]"):
         train_classifier(demo.images[:n, :16], demo.noisy_labels[:n], SMOKE, 1, seed=0)
-
-
-@pytest.mark.slow
-def test_clean_folds_give_out_of_fold_and_ensemble_probabilities(demo):
-    plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
-    predict_idx = plan.noisy_idx[:100]
-    folds = [
-        train_clean_fold(demo.images, demo.clean_labels, train, holdout, predict_idx, SMOKE,
-                         seed=0, fold=i, epochs=1)
-        for i, (train, holdout) in enumerate(plan.folds)
-    ]
-    combined = combine_folds(folds, demo.num_images)
-    assert combined.shape == (demo.num_images, 10)
-    for fold in folds:
-        np.testing.assert_array_equal(combined[fold.holdout_idx], fold.holdout_proba)
-    mean = (folds[0].predict_proba + folds[1].predict_proba) / 2
-    np.testing.assert_allclose(combined[predict_idx], mean, rtol=1e-6)
-    scored = np.union1d(plan.clean_train_idx, predict_idx)
-    assert np.isnan(combined[np.setdiff1d(np.arange(demo.num_images), scored)]).all()
-    assert not np.isnan(combined[scored]).any()
-    stacked = stack_folds(folds, demo.num_images)
-    assert stacked.shape == (2, demo.num_images, 10)
-    for row, fold in enumerate(folds):
-        np.testing.assert_array_equal(stacked[row, fold.holdout_idx], fold.holdout_proba)
-        np.testing.assert_array_equal(stacked[row, predict_idx], fold.predict_proba)
-        unseen = np.setdiff1d(np.arange(demo.num_images),
-                              np.union1d(fold.holdout_idx, predict_idx))
-        assert np.isnan(stacked[row, unseen]).all()
-    with pytest.raises(ValueError, match="overlap"):
-        train_clean_fold(demo.images, demo.clean_labels, plan.folds[0][0], plan.folds[0][0],
-                         predict_idx, SMOKE, seed=0, fold=0)
 
 
 @pytest.mark.slow
@@ -299,3 +243,17 @@ def test_ema_weights_with_recalibrated_batch_norm(demo):
                for a, b in zip(plain.get_weights(), averaged.get_weights(), strict=True))
     proba = predict_proba(averaged, demo.images[plan.val_idx])
     assert np.mean(proba.argmax(1) == demo.clean_labels[plan.val_idx]) > 0.3
+
+
+def test_one_device_means_no_distribution() -> None:
+    """Multi-GPU is tasks.train's MirroredStrategy; with at most one GPU (this machine: none)
+    it must be the default strategy, one replica, so batch size and learning rate stay put."""
+    import tensorflow as tf
+
+    from relabel.tasks.train import distribution_strategy
+
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        pytest.skip("several GPUs visible: the MirroredStrategy path applies")
+    strategy = distribution_strategy()
+    assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+    assert strategy.num_replicas_in_sync == 1

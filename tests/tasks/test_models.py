@@ -1,0 +1,72 @@
+"""The architectures: shapes, the airbench whitening layer, the FLOP count."""
+
+import keras
+import numpy as np
+import pytest
+
+from relabel.tasks.models import (
+    ARCHITECTURES,
+    WHITEN_LAYER,
+    build_model,
+    forward_flops,
+    init_whitening,
+)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_architectures_map_uint8_images_to_logits(architecture):
+    model = build_model(architecture, width=0.25)
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    logits = model(images, training=False)
+    assert tuple(logits.shape) == (3, 10)
+    assert forward_flops(model) > 0
+
+
+def test_unknown_architecture_and_bad_width_are_named():
+    with pytest.raises(ValueError, match="architecture: expected one of"):
+        build_model("vgg")
+    with pytest.raises(ValueError, match="width must be > 0"):
+        build_model("airbench", width=0)
+
+
+def test_flops_count_convolutions_and_dense_layers_by_hand():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8 outputs x 3*3*3 x 4
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(10)(x)  # 256 -> 10
+    model = keras.Model(inputs, outputs)
+    assert forward_flops(model) == 2 * (8 * 8 * 3 * 3 * 3 * 4) + 2 * (256 * 10)
+
+
+def test_flops_grow_with_the_square_of_the_width():
+    narrow = forward_flops(build_model("airbench", width=0.5))
+    wide = forward_flops(build_model("airbench", width=1.0))
+    assert 3.5 < wide / narrow < 4.1
+
+
+def test_whitening_decorrelates_patches_of_the_training_images():
+    """After init_whitening the fixed first convolution's first 12 outputs (before its GELU)
+    have about unit variance and no correlation on the images it was fitted to; the other
+    12 are their negatives."""
+    rng = np.random.default_rng(0)
+    # Strongly correlated pixels: a smooth random field, the same in all three channels.
+    base = rng.normal(size=(400, 8, 8)).repeat(4, axis=1).repeat(4, axis=2)
+    images = np.clip(128 + 50 * base[..., None] + rng.normal(0, 5, (400, 32, 32, 3)), 0,
+                     255).astype(np.uint8)
+    model = build_model("airbench", width=0.25)
+    init_whitening(model, images)
+    layer = model.get_layer(WHITEN_LAYER)
+    whiten = keras.Model(model.input, layer.output)
+    out = whiten(images[:200], training=False).numpy().reshape(-1, layer.filters)
+    half = layer.filters // 2
+    np.testing.assert_allclose(out[:, half:], -out[:, :half], atol=1e-4)
+    covariance = np.cov(out[:, :half], rowvar=False)
+    np.testing.assert_allclose(covariance, np.eye(half), atol=0.1)
+
+
+def test_whitening_leaves_a_model_without_that_layer_alone():
+    model = build_model("notebook_cnn", width=0.25)
+    before = [w.copy() for w in model.get_weights()]
+    init_whitening(model, np.zeros((10, 32, 32, 3), np.uint8))
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
