@@ -63,7 +63,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "demo-data")
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--relabel", help="command to run instead of .venv/bin/relabel")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's C++ start-up notices on stderr")
     options = parser.parse_args()
+    if not options.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
+        from relabel.quiet import filter_native_stderr
+
+        filter_native_stderr()
     if options.relabel:
         RELABEL[:] = [options.relabel]
     work = Path(tempfile.mkdtemp(prefix="relabel-bench-"))

@@ -73,7 +73,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's C++ start-up notices on stderr")
     args = parser.parse_args()
+    if not args.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
+        from relabel.quiet import filter_native_stderr
+
+        filter_native_stderr()
 
     from relabel import CLASS_NAMES, NUM_CLASSES
     from relabel.config import PROFILES

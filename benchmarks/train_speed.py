@@ -77,7 +77,13 @@ def main() -> None:
         "airbench:0.5", "airbench:1.0", "resnet9:0.5", "notebook_cnn:1.0"])
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--xla", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's C++ start-up notices on stderr")
     args = parser.parse_args()
+    if not args.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
+        from relabel.quiet import filter_native_stderr
+
+        filter_native_stderr()
     xla_modes = {"on": [True], "off": [False], "both": [False, True]}[args.xla]
     print(f"{'architecture':<14} {'width':>5} {'precision':<15} {'xla':<4} "
           f"{'GFLOP/img':>9} {'train img/s':>11} {'GFLOP/s':>8} {'infer img/s':>11}")
