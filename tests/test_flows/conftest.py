@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="module", autouse=True)
 def no_tracking() -> Any:
     """These tests are about orchestration; MLflow in the flow has its own tests
-    (tests/relabel/test_tracking.py), and skipping it saves ~20 s per pipeline run here."""
+    (tests/test_relabel/test_tracking.py), and skipping it saves ~20 s per pipeline run here."""
     previous = os.environ.get("RELABEL_TRACKING")
     os.environ["RELABEL_TRACKING"] = "0"  # inherited by the subprocesses and the worker
     yield

@@ -1,6 +1,6 @@
 """Logging a Keras classifier to MLflow (a local SQLite store, no server): nothing to warn
 about, and the logged pyfunc answers like the pipeline. Promotion and serving through a
-real server and S3: tests/relabel/test_tracking.py."""
+real server and S3: tests/test_relabel/test_tracking.py."""
 
 from __future__ import annotations
 
