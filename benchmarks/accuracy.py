@@ -31,6 +31,7 @@ from typing import Any
 
 from relabel.config import PROFILES, PipelineConfig
 from relabel.fileio import write_json_atomic
+from relabel.quiet import parse_args_quietly
 
 
 def standard_error(accuracy: float, n: int) -> float:
@@ -149,13 +150,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(".relabel-cache"))
     parser.add_argument("--from-run", type=Path, default=None,
                         help="report on this finished run's metrics.json; train nothing")
-    parser.add_argument("--verbose", action="store_true",
-                        help="keep TensorFlow's C++ start-up notices on stderr")
-    args = parser.parse_args()
-    if not args.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
-        from relabel.quiet import filter_native_stderr
-
-        filter_native_stderr()
+    args = parse_args_quietly(parser)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
     run_dir = args.from_run if args.from_run is not None else run_pipeline(args)

@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 import relabel  # noqa: E402,F401  (offline environment defaults)
 from relabel.config import PROFILES, PipelineConfig  # noqa: E402
+from relabel.quiet import parse_args_quietly  # noqa: E402
 
 RUNNERS = ("threads", "dask-new", "dask-running")
 
@@ -66,13 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
-    parser.add_argument("--verbose", action="store_true",
-                        help="keep TensorFlow's C++ start-up notices on stderr")
-    args = parser.parse_args(argv)
-    if not args.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
-        from relabel.quiet import filter_native_stderr
-
-        filter_native_stderr()
+    args = parse_args_quietly(parser, argv)
 
     from distributed import LocalCluster
     from prefect.testing.utilities import prefect_test_harness

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from relabel.quiet import parse_args_quietly
+
 ROOT = Path(__file__).resolve().parents[1]
 # The command to time; --relabel replaces it (e.g. a script running a frozen copy of the code,
 # since a shared working tree can change under a benchmark and invalidate the cache).
@@ -63,13 +65,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "demo-data")
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--relabel", help="command to run instead of .venv/bin/relabel")
-    parser.add_argument("--verbose", action="store_true",
-                        help="keep TensorFlow's C++ start-up notices on stderr")
-    options = parser.parse_args()
-    if not options.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
-        from relabel.quiet import filter_native_stderr
-
-        filter_native_stderr()
+    options = parse_args_quietly(parser)
     if options.relabel:
         RELABEL[:] = [options.relabel]
     work = Path(tempfile.mkdtemp(prefix="relabel-bench-"))

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from relabel.quiet import parse_args_quietly
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 REFERENCE = ROOT.parent / "shared" / "data" / "course"
@@ -73,13 +75,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--verbose", action="store_true",
-                        help="keep TensorFlow's C++ start-up notices on stderr")
-    args = parser.parse_args()
-    if not args.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
-        from relabel.quiet import filter_native_stderr
-
-        filter_native_stderr()
+    args = parse_args_quietly(parser)
 
     from relabel import CLASS_NAMES, NUM_CLASSES
     from relabel.config import PROFILES

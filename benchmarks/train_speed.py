@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from relabel.quiet import parse_args_quietly
 from relabel.tasks.models import build_model, forward_flops
 from relabel.tasks.train import augment_batch
 
@@ -77,13 +78,7 @@ def main() -> None:
         "airbench:0.5", "airbench:1.0", "resnet9:0.5", "notebook_cnn:1.0"])
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--xla", choices=["on", "off", "both"], default="both")
-    parser.add_argument("--verbose", action="store_true",
-                        help="keep TensorFlow's C++ start-up notices on stderr")
-    args = parser.parse_args()
-    if not args.verbose:  # TensorFlow's CUDA probe and oneDNN notices, as the CLI
-        from relabel.quiet import filter_native_stderr
-
-        filter_native_stderr()
+    args = parse_args_quietly(parser)
     xla_modes = {"on": [True], "off": [False], "both": [False, True]}[args.xla]
     print(f"{'architecture':<14} {'width':>5} {'precision':<15} {'xla':<4} "
           f"{'GFLOP/img':>9} {'train img/s':>11} {'GFLOP/s':>8} {'infer img/s':>11}")

@@ -10,6 +10,7 @@ Everything else (tracebacks, warnings, a real CUDA error on a GPU machine) passe
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import re
@@ -85,3 +86,15 @@ def restore_native_stderr() -> None:
     except (OSError, ValueError):
         pass
     os.dup2(_original_fd, 2)
+
+
+def parse_args_quietly(parser: argparse.ArgumentParser,
+                       argv: list[str] | None = None) -> argparse.Namespace:
+    """`parser.parse_args(argv)` with a `--verbose` flag added; without it, fd 2 is filtered
+    as the CLI does (for the benchmark scripts, which import TensorFlow)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's C++ start-up notices on stderr")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        filter_native_stderr()
+    return args

@@ -62,3 +62,17 @@ def test_a_program_started_by_exec_keeps_its_stderr() -> None:
     result = _python(code)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "from the new program"
+
+
+def test_benchmarks_get_a_verbose_flag_that_keeps_stderr_as_it_is() -> None:
+    import argparse
+    import os
+
+    from relabel.quiet import parse_args_quietly
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=0)
+    before = os.fstat(2).st_ino
+    args = parse_args_quietly(parser, ["--seed", "3", "--verbose"])
+    assert args.seed == 3 and args.verbose
+    assert os.fstat(2).st_ino == before  # --verbose: no filter on fd 2
