@@ -129,8 +129,8 @@ PROFILES: dict[str, TrainProfile] = {
     # 86.85% vs 85.6%). Model II starts from student 0 and gets 6 epochs. Model I is only
     # the "noisy labels alone" comparison here, so it runs at half width (4.6 min, 45.8%;
     # full width: 5.8 min, 59.9%) to pay for the longer students.
-    # Shipped (relabel run, fresh cache): Model II 85.2% ± 0.8 held out in 53.3 min (an
-    # earlier run of the same recipe: 85.9% in 59.0 min).
+    # Shipped (relabel run, fresh cache): Model II 85.6% ± 0.8 held out in 52.8 min (two
+    # earlier runs of the same recipe: 85.2% in 53.3 min, 85.9% in 59.0 min).
     "cpu": TrainProfile(
         name="cpu", width=1.0, batch_size=512, precision="mixed_bfloat16", folds=1,
         model1_width=0.5, noisy_epochs=2, clean_epochs=20, clean_batch_size=256,
