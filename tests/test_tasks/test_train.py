@@ -83,7 +83,13 @@ def test_concurrent_training_on_threads_matches_sequential(demo):
         return train_classifier(x, y, profile, epochs=1, seed=seed).model.get_weights()
 
     jobs = [(11, profiles[0]), (12, profiles[1]), (13, profiles[0])]
-    sequential = [run(job) for job in jobs]
+    # The reference runs one job at a time, each in a fresh thread like the threaded jobs:
+    # Keras keeps its global state (seed, dtype policy, settings) per thread, and the test
+    # process's main thread carries whatever earlier tests left there.
+    sequential = []
+    for job in jobs:
+        with ThreadPoolExecutor(max_workers=1) as alone:
+            sequential.append(alone.submit(run, job).result())
     with ThreadPoolExecutor(max_workers=3) as pool:
         threaded = list(pool.map(run, jobs))
     for seq, thr in zip(sequential, threaded, strict=True):
