@@ -9,10 +9,14 @@ DEMO_DATA ?= demo-data
 
 .PHONY: install demo server mlflow-ui test test-fast lint bench clean
 
+# --compile-bytecode: Python never writes .pyc files where PYTHONDONTWRITEBYTECODE is set (as
+# on many CI and container images), so without it every process compiles TensorFlow, Prefect
+# and MLflow from source again: measured 17 s -> 7 s to import TensorFlow, 15 s -> 6 s to boot
+# Prefect's temporary API.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
