@@ -122,13 +122,10 @@ def test_pipeline_killed_at_each_kind_of_write_resumes_to_identical_results(
     scores, expected = ({name: score["validation"]["accuracy"] for name, score in
                          json.loads((folder / "metrics.json").read_text())["scores"].items()}
                         for folder in (out, tmp_path / "reference"))
-    # Model I (trained in the run after the first kill) is bit-identical to the reference.
-    np.testing.assert_array_equal(resumed[:, 0], reference[:, 0])
-    assert scores["Model I"] == expected["Model I"]
-    # Model II is not bit-reproducible across processes (a few test images of 50 flip
-    # between the two runs in CI): the same model up to that noise, not a corrupted one.
-    assert np.mean(resumed[:, 1] == reference[:, 1]) >= 0.9
-    assert abs(scores["Model II"] - expected["Model II"]) <= 0.05
+    # Every model, hence every prediction and score, is bit-identical to the reference:
+    # training is seeded and deterministic, and a resumed stage starts from the same inputs.
+    np.testing.assert_array_equal(resumed, reference)
+    assert scores == expected
     assert sorted(p.name for p in out.iterdir()) == sorted(
         p.name for p in (tmp_path / "reference").iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
