@@ -16,7 +16,9 @@ DEMO_DATA ?= demo-data
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	tmp=$$(mktemp -d -t relabel-install-XXXXXX); \
+	TMPDIR=$$tmp $(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'; \
+	status=$$?; rm -rf "$$tmp"; exit $$status
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,10 +46,10 @@ mlflow-ui: $(STAMP)
 	$(BIN)/relabel mlflow-ui --port $(MLFLOW_PORT)
 
 # The suite runs with its own temp folder (TMPDIR), removed afterwards: pytest's tmp_path,
-# autograph files, SeaweedFS logs and sockets, dask-scratch-space and MLflow's temporary
-# folders never pile up in /tmp.
+# autograph files, SeaweedFS logs and sockets, dask-scratch-space, MLflow's temporary folders
+# and pytest's cache never pile up in /tmp or the tree.
 PYTEST_IN_OWN_TMP = tmp=$$(mktemp -d -t relabel-tests-XXXXXX); \
-	TMPDIR=$$tmp $(BIN)/python -m pytest
+	TMPDIR=$$tmp $(BIN)/python -m pytest -o cache_dir=$$tmp/.pytest_cache
 
 test: $(STAMP)
 	@$(PYTEST_IN_OWN_TMP); status=$$?; rm -rf "$$tmp"; exit $$status

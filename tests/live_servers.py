@@ -8,10 +8,12 @@ S3 store. Both are context managers; `stop()` is idempotent and also runs on err
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -62,6 +64,11 @@ class SeaweedFS:
             f"-filer.port.grpc={ports[6]}", f"-s3.port.grpc={ports[7]}",
             f"-admin.port={ports[8]}", f"-admin.port.grpc={ports[9]}",
         ]
+        # weed puts its S3 and filer unix sockets in /tmp unless told, and leaves them there;
+        # a short folder under TMPDIR (a socket path has a ~100-byte limit) goes with stop().
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="weed-"))
+        self._port_flags += [f"-s3.localSocket={self._socket_dir / 's3.sock'}",
+                             f"-filer.localSocket={self._socket_dir / 'filer.sock'}"]
         self.process: subprocess.Popen | None = None
 
     @property
@@ -127,6 +134,7 @@ class SeaweedFS:
 
     def stop(self) -> None:
         _stop_process(self.process)
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __enter__(self) -> SeaweedFS:
         return self.start()
