@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,33 +70,58 @@ def test_training_learns_and_is_deterministic(demo):
     assert not np.array_equal(proba, predict_proba(other, demo.images[plan.val_idx]))
 
 
-@pytest.mark.slow
-def test_concurrent_training_on_threads_matches_sequential(demo):
-    """Trainings started from several threads take turns (TENSORFLOW_LOCK): same seeds,
-    same weights, whatever the interleaving, also for fresh models and bf16 policies."""
-    from concurrent.futures import ThreadPoolExecutor
+def run_in_fresh_python(script: str, tmp_path: Path, **arrays: np.ndarray) -> str:
+    """Run `script` in a new interpreter with `arrays` saved to `inputs.npz` (its first
+    argument); returns its stdout. Bit-exact claims about one process are checked in a
+    fresh one: the test process carries the TensorFlow state of every test before it."""
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, **arrays)
+    run = subprocess.run([sys.executable, "-c", script, str(inputs)], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, (run.returncode, run.stdout[-2000:], run.stderr[-3000:])
+    return run.stdout
 
-    x, y = demo.images[:256], demo.clean_labels[:256]
-    profiles = [SMOKE, SMOKE.model_copy(update={"precision": "mixed_bfloat16"})]
+
+THREADED_MATCHES_SEQUENTIAL = textwrap.dedent("""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    import numpy as np
+    from relabel.config import PROFILES
+    from relabel.tasks.train import train_classifier
+
+    data = np.load(sys.argv[1])
+    x, y = data["x"], data["y"]
+    smoke = PROFILES["smoke"]
+    bf16 = smoke.model_copy(update={"precision": "mixed_bfloat16"})
 
     def run(job):
         seed, profile = job
         return train_classifier(x, y, profile, epochs=1, seed=seed).model.get_weights()
 
-    jobs = [(11, profiles[0]), (12, profiles[1]), (13, profiles[0])]
+    jobs = [(11, smoke), (12, bf16), (13, smoke)]
     # The reference runs one job at a time, each in a fresh thread like the threaded jobs:
-    # Keras keeps its global state (seed, dtype policy, settings) per thread, and the test
-    # process's main thread carries whatever earlier tests left there.
+    # Keras keeps its global state (seed, dtype policy, settings) per thread.
     sequential = []
     for job in jobs:
         with ThreadPoolExecutor(max_workers=1) as alone:
             sequential.append(alone.submit(run, job).result())
     with ThreadPoolExecutor(max_workers=3) as pool:
         threaded = list(pool.map(run, jobs))
-    for seq, thr in zip(sequential, threaded, strict=True):
-        assert [w.dtype for w in seq] == [w.dtype for w in thr]
+    for (seed, _), seq, thr in zip(jobs, sequential, threaded, strict=True):
+        assert [w.dtype for w in seq] == [w.dtype for w in thr], seed
         for a, b in zip(seq, thr, strict=True):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, b, err_msg=f"job with seed {seed}")
+    print("threaded == sequential")
+""")
+
+
+@pytest.mark.slow
+def test_concurrent_training_on_threads_matches_sequential(demo, tmp_path):
+    """Trainings started from several threads take turns (TENSORFLOW_LOCK): same seeds,
+    same weights, whatever the interleaving, also for fresh models and bf16 policies."""
+    out = run_in_fresh_python(THREADED_MATCHES_SEQUENTIAL, tmp_path,
+                              x=demo.images[:256], y=demo.clean_labels[:256])
+    assert "threaded == sequential" in out
 
 
 @pytest.mark.slow
@@ -178,20 +204,34 @@ def test_mirrored_strategy_path_trains_on_two_devices():
     assert "LOSS" in out.stdout
 
 
-@pytest.mark.slow
-def test_xla_compiled_training_runs_and_determinism_comes_back(demo):
-    """XLA has no deterministic max-pool gradient: an XLA run must switch op determinism
-    off rather than fail, and the next default run must be deterministic again."""
-    x, y = demo.images[:256], demo.noisy_labels[:256]
-    xla = SMOKE.model_copy(update={"jit_compile": True})
+XLA_THEN_DETERMINISTIC = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from tensorflow.python.framework import config as tf_config
+    from relabel.config import PROFILES
+    from relabel.tasks.train import predict_proba, train_classifier
+
+    data = np.load(sys.argv[1])
+    x, y = data["x"], data["y"]
+    smoke = PROFILES["smoke"]
+    xla = smoke.model_copy(update={"jit_compile": True})
     result = train_classifier(x, y, xla, 1, seed=0)
     assert np.isfinite(result.history["loss"]).all()
-    first = predict_proba(train_classifier(x, y, SMOKE, 1, seed=0).model, x[:20])
-    second = predict_proba(train_classifier(x, y, SMOKE, 1, seed=0).model, x[:20])
+    first = predict_proba(train_classifier(x, y, smoke, 1, seed=0).model, x[:20])
+    second = predict_proba(train_classifier(x, y, smoke, 1, seed=0).model, x[:20])
     np.testing.assert_array_equal(first, second)
-    from tensorflow.python.framework import config as tf_config
-
     assert tf_config.is_op_determinism_enabled()
+    print("deterministic again")
+""")
+
+
+@pytest.mark.slow
+def test_xla_compiled_training_runs_and_determinism_comes_back(demo, tmp_path):
+    """XLA has no deterministic max-pool gradient: an XLA run must switch op determinism
+    off rather than fail, and the next default run must be deterministic again."""
+    out = run_in_fresh_python(XLA_THEN_DETERMINISTIC, tmp_path,
+                              x=demo.images[:256], y=demo.noisy_labels[:256])
+    assert "deterministic again" in out
 
 
 CONCURRENT_TRAININGS = textwrap.dedent("""
