@@ -6,10 +6,12 @@ import pytest
 
 from relabel.tasks.models import (
     ARCHITECTURES,
+    CIFAR_STD,
     WHITEN_LAYER,
     build_model,
     forward_flops,
     init_whitening,
+    patch_covariance,
 )
 
 
@@ -62,6 +64,26 @@ def test_whitening_decorrelates_patches_of_the_training_images():
     np.testing.assert_allclose(out[:, half:], -out[:, :half], atol=1e-4)
     covariance = np.cov(out[:, :half], rowvar=False)
     np.testing.assert_allclose(covariance, np.eye(half), atol=0.1)
+
+
+def test_patch_covariance_is_exact_and_independent_of_chunks_and_threads():
+    """The whitening statistics: equal to numpy's covariance of the normalised patches, and
+    bit-identical whatever the chunking or BLAS's thread count (a Dask worker's model must
+    start from the same filters as the flow's)."""
+    from threadpoolctl import threadpool_limits
+
+    images = np.random.default_rng(1).integers(0, 256, (301, 32, 32, 3), dtype=np.uint8)
+    normalised = images.astype(np.float64) / CIFAR_STD.astype(np.float64)
+    patches = np.concatenate([normalised[:, dy:dy + 31, dx:dx + 31] for dy in (0, 1)
+                              for dx in (0, 1)], axis=-1).reshape(-1, 12)
+    covariance = patch_covariance(images)
+    np.testing.assert_allclose(covariance, np.cov(patches, rowvar=False), rtol=1e-10,
+                               atol=1e-12)
+    with threadpool_limits(limits=1):
+        one_thread = patch_covariance(images, chunk=7)
+    np.testing.assert_array_equal(covariance, one_thread)
+    with pytest.raises(ValueError, match="uint8"):
+        patch_covariance(normalised)
 
 
 def test_whitening_leaves_a_model_without_that_layer_alone():
