@@ -74,14 +74,35 @@ def _expected_error(exc: BaseException) -> str | None:
 
 def console_main() -> None:
     """The installed `relabel` script: run_cli, with TensorFlow's C++ probe lines filtered
-    out of stderr unless --verbose (relabel.quiet; in-process callers keep their stderr)."""
+    out of stderr unless --verbose (relabel.quiet; in-process callers keep their stderr),
+    and a quick exit: once the interpreter's exit handlers have run (threads joined, logs
+    and MLflow/Prefect queues flushed), the process ends without the module teardown that
+    follows, where TensorFlow's native destructors take ~3 s after a training run."""
+    import atexit
     import sys
 
+    status = [1]  # an exception escaping run_cli: Python prints it, then exits 1
+
+    def exit_now() -> None:
+        logging.shutdown()  # registered before this handler, so it would run after it
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status[0])
+
+    # Exit handlers run last-registered first: registered before the libraries are
+    # imported, this one runs after theirs.
+    atexit.register(exit_now)
     if not {"--verbose", "-v"} & set(sys.argv[1:]):
         from relabel.quiet import filter_native_stderr
 
         filter_native_stderr()
-    run_cli()
+    try:
+        run_cli()
+        status[0] = 0
+    except SystemExit as exc:  # a str code was printed by Python already; it exits 1
+        status[0] = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        raise
 
 
 def run_cli() -> None:

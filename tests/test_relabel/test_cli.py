@@ -98,3 +98,33 @@ def test_an_expected_failure_is_one_line_and_exit_2_traceback_only_when_verbose(
     assert loud.returncode == 1 and "Traceback" in loud.stderr
     usage = _relabel("ingest", cwd=in_tmp)
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
+
+
+QUICK_EXIT = """
+import atexit, logging, sys
+import relabel.cli as cli
+
+def command():
+    # What a library does during a command: an exit handler and buffered output.
+    atexit.register(lambda: open(sys.argv[1], "w").write("flushed"))
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+    logging.getLogger("relabel").info("logged line")
+    sys.stdout.write("no newline yet")
+    sys.exit(int(sys.argv[2]))
+
+cli.run_cli = command
+cli.console_main()
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_the_console_script_exits_with_its_status_after_every_exit_handler(
+        tmp_path: Path, code: int) -> None:
+    """`relabel` skips the interpreter's module teardown (slow after TensorFlow) but not the
+    exit handlers that libraries register during the command, nor buffered output."""
+    marker = tmp_path / "marker"
+    run = subprocess.run([sys.executable, "-c", QUICK_EXIT, str(marker), str(code)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == code, run.stderr
+    assert run.stdout.splitlines()[-2:] == ["logged line", "no newline yet"]
+    assert marker.read_text() == "flushed"
