@@ -29,7 +29,7 @@ install: $(STAMP)
 $(DEMO_DATA)/noisy_labels.csv: | $(STAMP)
 	$(BIN)/relabel demo-data $(DEMO_DATA) --overwrite
 
-# demo: Model II reaches ~99% on the demo data in ~2 minutes (a cached rerun: ~14 s);
+# demo: Model II reaches ~97% on the demo data in ~1.8 minutes (a cached rerun: ~12 s);
 # smoke: ~1.5 minutes, ~55%.
 PROFILE ?= demo
 PORT ?= 4200
