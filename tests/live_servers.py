@@ -69,6 +69,11 @@ class SeaweedFS:
         self._socket_dir = Path(tempfile.mkdtemp(prefix="weed-"))
         self._port_flags += [f"-s3.localSocket={self._socket_dir / 's3.sock'}",
                              f"-filer.localSocket={self._socket_dir / 'filer.sock'}"]
+        # Its gRPC sockets have no such flag: /tmp/seaweedfs-<part>-grpc-<port>.sock, fixed
+        # in the binary; weed removes them on a clean stop, so stop() removes ours after.
+        self._grpc_sockets = [Path(f"/tmp/seaweedfs-{part}-grpc-{port}.sock") for part, port in
+                              (("master", ports[2]), ("volume", ports[4]), ("filer", ports[6]),
+                               ("s3", ports[7]), ("admin", ports[9]))]
         self.process: subprocess.Popen | None = None
 
     @property
@@ -135,6 +140,8 @@ class SeaweedFS:
     def stop(self) -> None:
         _stop_process(self.process)
         shutil.rmtree(self._socket_dir, ignore_errors=True)
+        for grpc_socket in self._grpc_sockets:
+            grpc_socket.unlink(missing_ok=True)
 
     def __enter__(self) -> SeaweedFS:
         return self.start()

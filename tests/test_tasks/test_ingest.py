@@ -254,8 +254,8 @@ def test_failed_reingest_keeps_previous_artifact(data: Path, tmp_path: Path) -> 
 @pytest.mark.reference
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/data/course is absent")
 def test_reference_dataset(tmp_path_factory: pytest.TempPathFactory) -> None:
-    cache = ROOT / ".relabel-cache"
-    result = ingest(REFERENCE, cache)
+    # A cache of its own: the project's .relabel-cache would be left behind in the tree.
+    result = ingest(REFERENCE, tmp_path_factory.mktemp("reference-cache"))
     ds = result.load()
     assert ds.images.shape == (50000, *IMAGE_SHAPE)
     assert int(ds.clean_mask.sum()) == 10000 and ds.clean_mask[:10000].all()
