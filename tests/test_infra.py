@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,6 +24,7 @@ from uuid import uuid4
 import jsonschema
 import pytest
 import yaml
+from package_copy import installed_layout, run_in_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -378,6 +381,61 @@ def test_docker_context_is_an_allow_list_covering_every_copy() -> None:
             for source in sources:
                 assert any(source == a or source.startswith(a + "/") for a in allowed), source
                 assert (ROOT / source).exists(), source
+
+
+def _runtime_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    steps = _instructions(dockerfile)
+    last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    return steps[last_from:]
+
+
+def _lay_out_workdir(dockerfile: Path, app: Path) -> None:
+    """Copy into `app` what the runtime stage's COPY lines put in its WORKDIR."""
+    for op, args in _runtime_stage(dockerfile):
+        if op != "COPY" or "--from=" in args:
+            continue
+        *sources, dest = [a for a in args.split() if not a.startswith("--")]
+        assert not dest.startswith("/"), f"{args}: expected a path relative to WORKDIR"
+        for source in sources:
+            target = app / dest / Path(source).name if dest.endswith("/") else app / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(ROOT / source, target)
+
+
+@pytest.mark.parametrize("flavour", sorted(DOCKERFILES))
+def test_runtime_workdir_does_not_shadow_the_installed_package(flavour: str,
+                                                               tmp_path: Path) -> None:
+    """The image's import check, run in a copy of its WORKDIR against a wheel-style install.
+
+    `python -c` and Prefect's flow-run loader put the working directory first on sys.path, so
+    a relabel/ source folder there (which has no tasks/ inside) would hide the installed
+    package and `import relabel.tasks.ingest` would fail in the image.
+    """
+    app = tmp_path / "app"
+    _lay_out_workdir(DOCKERFILES[flavour], app)
+    # The image's `uv pip install --no-deps .`: relabel/ with tasks/ and flows/ inside.
+    site = installed_layout(tmp_path / "site")
+    (check,) = [args for op, args in _runtime_stage(DOCKERFILES[flavour])
+                if op == "RUN" and args.startswith("python -c ")]
+    imports = shlex.split(check)[2].removeprefix("import ").split(",")
+    # Only relabel's modules can be shadowed by the WORKDIR; third-party ones come from the
+    # virtualenv either way (and psycopg2 is not installed outside the image).
+    relabel_modules = [m.strip() for m in imports if m.strip().split(".")[0] == "relabel"]
+    assert "relabel.tasks.ingest" in relabel_modules
+    imported_from = run_in_copy(
+        site, f"import json, {', '.join(relabel_modules)}\n"
+        "print(json.dumps(relabel.__file__))", cwd=app)
+    assert Path(imported_from).is_relative_to(site)
+    # What the image still needs in its WORKDIR: prefect.yaml and its flow entry points.
+    for deployment in yaml.safe_load((app / "prefect.yaml").read_text())["deployments"]:
+        assert (app / deployment["entrypoint"].partition(":")[0]).is_file(), deployment["name"]
+    if flavour == "gpu":
+        assert (app / "infra" / "gpu-check.sh").is_file()
+        assert (app / "benchmarks" / "gpu_check.py").is_file()
 
 
 

@@ -41,11 +41,10 @@ RUN groupadd --gid 10001 relabel \
 COPY --from=build /opt/venv /opt/venv
 # The deployments' working directory (prefect.yaml's pull step sets it): entry points such as
 # flows/pipeline.py are loaded from here; runs/ and .relabel-cache/ are written here, so the
-# runtime user owns it.
+# runtime user owns it. Only prefect.yaml and the entry points: the package itself is in
+# /opt/venv, and a relabel/ source folder here (first on sys.path, without tasks/ inside)
+# would hide it (tests/test_infra.py checks this without Docker).
 WORKDIR /app
-COPY --chown=relabel:relabel pyproject.toml README.md ./
-COPY --chown=relabel:relabel relabel ./relabel
-COPY --chown=relabel:relabel tasks ./tasks
 COPY --chown=relabel:relabel flows ./flows
 COPY --chown=relabel:relabel prefect.yaml ./
 # Created here, owned by the runtime user, so that volumes mounted on them start writable.

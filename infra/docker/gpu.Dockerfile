@@ -39,10 +39,10 @@ RUN groupadd --gid 10001 relabel \
     && useradd --uid 10001 --gid relabel --create-home --home-dir /home/relabel \
        --shell /usr/sbin/nologin relabel
 COPY --from=build /opt/venv /opt/venv
+# The deployments' working directory: prefect.yaml, the flow entry points and the GPU check
+# (infra/gpu-check.sh runs benchmarks/gpu_check.py). The package itself is in /opt/venv; a
+# relabel/ source folder here (first on sys.path, without tasks/ inside) would hide it.
 WORKDIR /app
-COPY --chown=relabel:relabel pyproject.toml README.md ./
-COPY --chown=relabel:relabel relabel ./relabel
-COPY --chown=relabel:relabel tasks ./tasks
 COPY --chown=relabel:relabel flows ./flows
 COPY --chown=relabel:relabel benchmarks ./benchmarks
 COPY --chown=relabel:relabel infra/gpu-check.sh ./infra/gpu-check.sh
