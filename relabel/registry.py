@@ -54,6 +54,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+import relabel.tasks
 from relabel import CLASS_NAMES, IMAGE_SHAPE
 
 log = logging.getLogger(__name__)
@@ -62,19 +63,32 @@ MODEL_NAME = "relabel-model2"
 CHAMPION, CHALLENGER = "champion", "challenger"
 METRIC_TAG = "relabel.heldout_accuracy"
 LOCK_SUFFIX = ".promotion-lock"
-PACKAGE_DIR = Path(__file__).resolve().parent  # relabel/; relabel.tasks lives in ../tasks
+PACKAGE_DIR = Path(__file__).resolve().parent  # relabel/
+# Where relabel.tasks is imported from: ../tasks in a checkout (pyproject's package-dir maps
+# it), relabel/tasks/ in a wheel install. Never PACKAGE_DIR.parent / "tasks": in a wheel
+# install that is site-packages/tasks, missing or someone else's package.
+TASKS_DIR = Path(relabel.tasks.__file__).resolve().parent
 
 
 def _serving_code(folder: Path) -> Path:
     """The `relabel` package as a serving environment imports it: relabel/ with the task
-    modules as relabel/tasks/ (the source tree keeps tasks/ at the top; see pyproject's
-    package-dir). Flows are not needed to predict."""
+    modules as relabel/tasks/, wherever they are installed. Flows are not needed to
+    predict."""
     import shutil
 
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    compiled = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        # A wheel install has tasks/ and flows/ inside the package: tasks/ is copied once,
+        # below, and flows/ not at all.
+        skipped = set(compiled(directory, names))
+        if Path(directory) == PACKAGE_DIR:
+            skipped |= {"tasks", "flows"} & set(names)
+        return skipped
+
     target = folder / "relabel"
     shutil.copytree(PACKAGE_DIR, target, ignore=ignore)
-    shutil.copytree(PACKAGE_DIR.parent / "tasks", target / "tasks", ignore=ignore)
+    shutil.copytree(TASKS_DIR, target / "tasks", ignore=compiled)
     return target
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from package_copy import ROOT, installed_layout, run_in_copy
 
 from relabel import CLASS_NAMES
 
@@ -84,3 +85,37 @@ def test_logging_a_keras_classifier_warns_nothing_and_it_serves(mlflow_run, tmp_
     # relabel predict's registry path: the Keras model inside the pyfunc.
     inner = served.unwrap_python_model().keras_model
     assert list(predict_batch(inner, images)) == list(predict_batch(model, images))
+
+
+@pytest.mark.parametrize("layout", ["checkout", "wheel"])
+def test_serving_code_is_relabel_with_its_tasks_in_either_install_layout(
+        layout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """log_keras_classifier ships this folder as the model's code, so a serving environment
+    imports relabel and relabel.tasks from it. From a checkout tasks/ sits beside relabel/;
+    from a wheel install tasks/ and flows/ sit inside it, and a top-level tasks/ beside it
+    would be some other project's."""
+    from relabel import registry
+
+    if layout == "wheel":
+        site = installed_layout(tmp_path / "site")
+        (site / "tasks").mkdir()
+        (site / "tasks" / "__init__.py").write_text('"""Another project\'s tasks."""\n')
+        monkeypatch.setattr(registry, "PACKAGE_DIR", site / "relabel")
+        monkeypatch.setattr(registry, "TASKS_DIR", site / "relabel" / "tasks")
+    code = registry._serving_code(tmp_path / "code")
+
+    # relabel's own modules and the task modules, each once; no flows, no foreign tasks.
+    expected = sorted([p.relative_to(ROOT / "relabel").as_posix()
+                       for p in (ROOT / "relabel").rglob("*.py")]
+                      + [f"tasks/{p.relative_to(ROOT / 'tasks').as_posix()}"
+                         for p in (ROOT / "tasks").rglob("*.py")])
+    assert sorted(p.relative_to(code).as_posix() for p in code.rglob("*.py")) == expected
+    # What the pyfunc imports resolves inside the folder, with only it on the path (and not
+    # through this checkout's editable install).
+    origins = run_in_copy(code.parent, (
+        "import importlib.util, json\n"
+        "print(json.dumps([importlib.util.find_spec(name).origin for name in\n"
+        "    ('relabel.registry', 'relabel.tasks.train', 'relabel.tasks.predict')]))"),
+        cwd=tmp_path)
+    assert origins == [str(code / "registry.py"), str(code / "tasks" / "train.py"),
+                       str(code / "tasks" / "predict.py")]
