@@ -368,15 +368,14 @@ def register_version(client: MlflowClient, model_uri: str, run_id: str, metric: 
 
 
 def promote(client: MlflowClient, version: str, metric: float, model_name: str = MODEL_NAME,
-            lock: bool = True, lock_timeout: float = 120.0) -> PromotionDecision:
+            lock_timeout: float = 120.0) -> PromotionDecision:
     """Give `version` alias champion if `metric` beats the champion's, else challenger.
 
-    `metric`: held-out clean accuracy of this version (higher is better). `lock=False`
-    exists only so tests can show the race the lock prevents.
+    `metric`: held-out clean accuracy of this version (higher is better). The decision is
+    made under `PromotionLock`, so racing promotions cannot both read the old champion.
     """
-    guard = PromotionLock(client, model_name, timeout=lock_timeout) if lock else None
-    if guard is not None:
-        guard.acquire()
+    guard = PromotionLock(client, model_name, timeout=lock_timeout)
+    guard.acquire()
     try:
         try:
             current = client.get_model_version_by_alias(model_name, CHAMPION)
@@ -405,7 +404,6 @@ def promote(client: MlflowClient, version: str, metric: float, model_name: str =
         client.set_model_version_tag(model_name, str(version), "relabel.promotion",
                                      json.dumps(decision.as_dict(), sort_keys=True))
     finally:
-        if guard is not None:
-            guard.release()
+        guard.release()
     log.info("%s v%s -> %s (%s)", model_name, version, alias, reason)
     return decision
