@@ -18,6 +18,8 @@ NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
 # Light constants the CLI needs before any heavy import (relabel.config imports pydantic).
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "demo", "cpu", "gpu")
+# The models a run can train, in pipeline order (relabel.config.MODEL_TITLES: their names).
+MODEL_KEYS: tuple[str, ...] = ("baseline", "model1", "model2")
 DEFAULT_CACHE_DIR = Path(".relabel-cache")
 
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import relabel  # noqa: F401  (sets the offline environment defaults)
-from relabel import DEFAULT_CACHE_DIR, PROFILE_NAMES
+from relabel import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def run(
         "demo data, cpu otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every split and model")] = 0,
     models: Annotated[str, typer.Option(
-        help="comma-separated subset of baseline,model1,model2")] = "baseline,model1,model2",
+        help=f"comma-separated subset of {','.join(MODEL_KEYS)}")] = ",".join(MODEL_KEYS),
     output_dir: Annotated[Path | None, typer.Option(
         help="this run's folder (label_prediction.csv, metrics.json, plots); default: a new "
         "runs/<time>-<run name>/, with runs/latest pointing at it")] = None,
@@ -476,7 +476,7 @@ def labels_add(
         help="profile of the retrain this triggers (default: demo on the generated demo "
         "data, cpu otherwise)")] = None,
     models: Annotated[str, typer.Option(
-        help="models that retrain builds (comma-separated)")] = "baseline,model1,model2",
+        help="models that retrain builds (comma-separated)")] = ",".join(MODEL_KEYS),
     output_dir: Annotated[Path | None, typer.Option(
         help="output folder of that retrain (default: its own runs/<time>-<run name>/)")
     ] = None,

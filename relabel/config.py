@@ -12,13 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from relabel import DEFAULT_CACHE_DIR, PROFILE_NAMES
+from relabel import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
-ModelName = Literal["baseline", "model1", "model2"]
-ProfileName = Literal["smoke", "demo", "cpu", "gpu"]
+ModelName = Literal[MODEL_KEYS]  # type: ignore[valid-type]
+ProfileName = Literal[PROFILE_NAMES]  # type: ignore[valid-type]
 # Display names (label_prediction.csv columns, reports), in pipeline order.
-MODEL_TITLES: dict[str, str] = {"baseline": "Baseline", "model1": "Model I", "model2": "Model II"}
+MODEL_TITLES: dict[str, str] = dict(zip(MODEL_KEYS, ("Baseline", "Model I", "Model II"),
+                                        strict=True))
 
 
 class TrainProfile(BaseModel):
@@ -187,7 +188,7 @@ class PipelineConfig(BaseModel):
         default_factory=dict, description="profile fields to change, e.g. {'retrain_epochs': "
         "20} (`relabel run --set retrain_epochs=20`)")
     seed: int = 0
-    models: list[ModelName] = Field(default_factory=lambda: ["baseline", "model1", "model2"])
+    models: list[ModelName] = Field(default_factory=lambda: list(MODEL_KEYS))
     validation_size: float = Field(
         0.2, gt=0, lt=1, description="fraction of the clean labels held out from all training"
     )
@@ -202,8 +203,8 @@ class PipelineConfig(BaseModel):
     @classmethod
     def _models_unique(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("models: choose at least one of baseline, model1, model2")
-        return sorted(set(value), key=["baseline", "model1", "model2"].index)
+            raise ValueError(f"models: choose at least one of {', '.join(MODEL_KEYS)}")
+        return sorted(set(value), key=MODEL_KEYS.index)
 
     @field_validator("overrides")
     @classmethod

@@ -45,6 +45,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from relabel import MODEL_KEYS
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -695,7 +697,7 @@ def recent_runs(experiment: str = "relabel", limit: int = 10, uri: str | None = 
     columns = {"tags.mlflow.runName": "run", "start_time": "started", "status": "status",
                "params.profile": "profile", "tags.relabel.data_hash": "data",
                "metrics.noise_rate": "noise_rate"}
-    for model in ("baseline", "model1", "model2"):
+    for model in MODEL_KEYS:
         for split in ("validation", "test"):
             columns[f"metrics.{model}.{split}_accuracy"] = f"{model} {split[:4]} acc"
     columns["tags.relabel.alias"] = "model2 alias"
