@@ -9,9 +9,12 @@ reading the import statements, also those inside functions: relabel/code_fingerp
 which ingestion's own cache uses too), plus the package version. `relabel.config` is left
 out on purpose: the profile reaches a stage as values, which the key covers field by field.
 
-Profile fields: a stage's key holds every field of the profile except `name` and the
-fields that only other stages read (`FIELDS_OWNED_BY_STAGE`). A field not listed there
-counts for every stage: a needless recompute at worst, never a stale result.
+Profile fields: a stage's key holds the profile fields its code reads, found the same way:
+every attribute named like a profile field in that code (`profile.retrain_epochs`, also
+in the task modules), so changing `retrain_epochs` recomputes Model II and nothing before
+it. A same-named attribute of another object only adds a field (a needless recompute at
+worst). Code that reads the profile by name (`getattr(profile, ...)`, `model_dump()`)
+gets every field: reading by name cannot be followed, and a stale result is worse.
 """
 
 from __future__ import annotations
@@ -24,25 +27,19 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from relabel.code_fingerprint import module_closure, relabel_imports, source_fingerprint
+from relabel.code_fingerprint import (
+    module_closure,
+    module_file,
+    relabel_imports,
+    source_fingerprint,
+)
+from relabel.config import TrainProfile
 
-# Profile fields that exactly one stage reads, by stage (flows.stages.STAGE_OF_TASK's names).
-FIELDS_OWNED_BY_STAGE: dict[str, frozenset[str]] = {
-    "model1": frozenset({"noisy_epochs", "model1_width"}),
-    "clean-model": frozenset({"folds", "clean_epochs", "clean_batch_size", "clean_init"}),
-    "correction": frozenset({"keep_fraction"}),
-    "self-training": frozenset({"self_training", "student_epochs", "student_init",
-                                "teacher_weight"}),
-    "model2": frozenset({"retrain_epochs", "retrain_init", "weight_by_confidence"}),
-}
-
-
-def profile_fields_for(stage: str, all_fields: list[str]) -> list[str]:
-    """The profile fields that belong in `stage`'s cache key, sorted."""
-    elsewhere = set().union(*(owned for other, owned in FIELDS_OWNED_BY_STAGE.items()
-                              if other != stage))
-    return sorted(set(all_fields) - elsewhere - {"name"})
-
+# `name` only labels a profile: two profiles with equal fields share their results.
+PROFILE_FIELDS = frozenset(TrainProfile.model_fields) - {"name"}
+# Reading the profile by name: every field may be read.
+_READS_BY_NAME = frozenset({"getattr", "vars"})
+_DUMPS = frozenset({"model_dump", "model_dump_json", "__dict__"})
 
 def _body(source: str) -> ast.Module:
     """The parsed source without its decorators (they name and configure the task; what
@@ -104,9 +101,35 @@ def code_fingerprint(fn: Callable[..., Any]) -> str:
                                         for function in functions))
 
 
+def _reads_profile_by_name(tree: ast.AST) -> bool:
+    """`getattr(profile, ...)`, `vars(profile)` or `profile.model_dump()` in `tree`."""
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in _READS_BY_NAME and node.args
+                and isinstance(node.args[0], ast.Name) and node.args[0].id == "profile"):
+            return True
+        if (isinstance(node, ast.Attribute) and node.attr in _DUMPS
+                and isinstance(node.value, ast.Name) and node.value.id == "profile"):
+            return True
+    return False
+
+
+@functools.cache
+def profile_fields_read(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The profile fields that the code `fn` runs (`code_of`) may read, sorted."""
+    functions, modules = code_of(fn)
+    trees = [_body(inspect.getsource(function)) for function in functions]
+    trees += [ast.parse(path.read_bytes()) for path in map(module_file, modules) if path]
+    if any(_reads_profile_by_name(tree) for tree in trees):
+        return tuple(sorted(PROFILE_FIELDS))
+    attributes = {node.attr for tree in trees for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute)}
+    return tuple(sorted(attributes & PROFILE_FIELDS))
+
+
 def stage_code_and_profile_key(stage: str) -> Callable[[Any, dict[str, Any]], str]:
     """A Prefect cache-key function for `stage`: the code fingerprint of the running task's
-    function + the profile fields the stage may read (when it takes a `profile`)."""
+    function + the profile fields that code reads (when it takes a `profile`)."""
 
     def key(context: Any, parameters: dict[str, Any]) -> str:
         fn = context.task.fn
@@ -114,7 +137,7 @@ def stage_code_and_profile_key(stage: str) -> Callable[[Any, dict[str, Any]], st
         fields = {}
         if profile is not None:
             values = profile.model_dump(mode="json")
-            fields = {f: values[f] for f in profile_fields_for(stage, list(values))}
+            fields = {f: values[f] for f in profile_fields_read(fn)}
         payload = repr(sorted(fields.items())).encode()
         return f"{code_fingerprint(fn)}|{hashlib.sha256(payload).hexdigest()}"
 

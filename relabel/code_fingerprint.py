@@ -51,13 +51,13 @@ def relabel_imports(tree: ast.AST, package: str | None) -> set[str]:
 
 
 @functools.cache
-def _module_file(name: str) -> Path | None:
+def module_file(name: str) -> Path | None:
     """The source file of module `name`, found without importing it (only its parent
     packages, whose __init__ files are light): None when `name` is not a module, e.g. the
     function in `relabel.tasks.train.predict_proba`."""
     parent = name.rpartition(".")[0]
     if parent:
-        parent_file = _module_file(parent)
+        parent_file = module_file(parent)
         if parent_file is None or parent_file.name != "__init__.py":
             return None  # the parent is not a package: this is an attribute, not a module
     try:
@@ -78,7 +78,7 @@ def module_closure(name: str) -> frozenset[str]:
         current = pending.pop()
         if current in seen or current in UNHASHED_MODULES:
             continue
-        path = _module_file(current)
+        path = module_file(current)
         if path is None:
             continue
         seen.add(current)
@@ -96,7 +96,7 @@ def source_fingerprint(modules: Iterable[str], sources: Iterable[str] = ()) -> s
     for source in sources:
         digest.update(source.encode())
     for name in sorted(modules):
-        path = _module_file(name)
+        path = module_file(name)
         if path is not None:
             digest.update(f"\n{name}\n".encode())
             digest.update(path.read_bytes())

@@ -12,6 +12,9 @@ posterior (soft labels), so a doubtful image teaches the retrained model little.
 
 `threshold` is the old notebook's rule, kept for comparison: the model's top class, kept
 only when its probability exceeds `threshold` (0.85); the noisy label is ignored.
+
+`training_targets` turns a correction into a training set (clean rows + corrected rows), as
+Model II and the self-training students train on it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from relabel import NUM_CLASSES
 
 
 @dataclass
@@ -232,3 +237,41 @@ def correct_noisy_images(
             (noisy_labels[val_idx] == clean_labels[val_idx]).mean()),
     }
     return correction, metrics
+
+
+def training_targets(
+    clean_train_idx: np.ndarray,
+    clean_labels: np.ndarray,
+    noisy_idx: np.ndarray,
+    correction: Correction,
+    weight_by_confidence: bool = False,
+    clean_smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image indices, soft targets float32 [m, 10], sample weights [m]) of a training set
+    built on a correction (Model II's, a self-training student's): clean-train images first
+    (one-hot labels smoothed by `clean_smoothing`), then the kept noisy images with their
+    corrected soft targets. Rows of `correction` follow `noisy_idx`."""
+    clean_train_idx = np.asarray(clean_train_idx, dtype=np.int64)
+    noisy_idx = np.asarray(noisy_idx, dtype=np.int64)
+    clean_labels = np.asarray(clean_labels, dtype=np.int64)
+    if correction.targets.shape[0] != noisy_idx.size:
+        raise ValueError(f"correction has {correction.targets.shape[0]} rows for "
+                         f"{noisy_idx.size} noisy images")
+    if np.intersect1d(clean_train_idx, noisy_idx).size:
+        raise ValueError("clean_train_idx and noisy_idx overlap")
+    if (clean_labels[clean_train_idx] < 0).any():
+        raise ValueError("clean_train_idx contains images without a clean label")
+    if not 0 <= clean_smoothing < 1:
+        raise ValueError(f"clean_smoothing must be in [0, 1), got {clean_smoothing}")
+    keep = correction.keep
+    index = np.concatenate([clean_train_idx, noisy_idx[keep]])
+    one_hot = np.eye(NUM_CLASSES, dtype=np.float32)[clean_labels[clean_train_idx]]
+    targets = np.concatenate([
+        (1.0 - clean_smoothing) * one_hot + clean_smoothing / NUM_CLASSES,
+        correction.targets[keep].astype(np.float32),
+    ])
+    noisy_weight = correction.confidence[keep] if weight_by_confidence else np.ones(
+        int(keep.sum()), np.float32)
+    weights = np.concatenate([np.ones(clean_train_idx.size, np.float32),
+                              noisy_weight.astype(np.float32)])
+    return index, targets, weights

@@ -65,8 +65,7 @@ def train_student(
     `val_idx`. `kwargs` go to `train_classifier`."""
     # Imported here: TensorFlow takes ~10 s to import, and a run whose students come from
     # the cache (or the flow, for HALVES) never needs it.
-    from relabel.tasks.correct import Correction
-    from relabel.tasks.model2 import retrain_targets
+    from relabel.tasks.correct import Correction, training_targets
     from relabel.tasks.train import predict_proba, train_classifier
 
     noisy_idx = np.asarray(noisy_idx, dtype=np.int64)
@@ -84,8 +83,8 @@ def train_student(
     correction = Correction(targets=targets, labels=labels,
                             confidence=targets[np.arange(labels.size), labels],
                             keep=np.ones(labels.size, bool))
-    index, soft, weights = retrain_targets(clean_train_idx, clean_labels, mine, correction,
-                                           clean_smoothing=profile.label_smoothing)
+    index, soft, weights = training_targets(clean_train_idx, clean_labels, mine, correction,
+                                            clean_smoothing=profile.label_smoothing)
     kwargs.setdefault("epochs", profile.student_epochs)
     kwargs.setdefault("progress_label", f"student {half}")
     kwargs.setdefault("label_smoothing", 0.0)  # clean rows are smoothed above

@@ -2,13 +2,13 @@
 
 import pytest
 
-from relabel.config import PROFILES, TrainProfile
+from relabel.config import PROFILES
 from relabel.flows import stages
 from relabel.flows.code_keys import (
-    FIELDS_OWNED_BY_STAGE,
+    PROFILE_FIELDS,
     code_of,
     module_closure,
-    profile_fields_for,
+    profile_fields_read,
     stage_code_and_profile_key,
 )
 
@@ -42,15 +42,27 @@ def test_imports_are_followed_transitively_without_importing_anything_heavy():
     assert module_closure("relabel.tasks.train.predict_proba") == frozenset()
 
 
-def test_each_stage_keys_only_the_profile_fields_that_can_change_it():
-    fields = list(TrainProfile.model_fields)
-    model1, model2 = profile_fields_for("model1", fields), profile_fields_for("model2", fields)
-    assert "noisy_epochs" in model1 and "retrain_epochs" not in model1
-    assert "retrain_epochs" in model2 and "noisy_epochs" not in model2
-    assert "width" in model1 and "width" in model2  # shared fields count everywhere
-    assert "name" not in model1  # two profiles with equal fields share their results
-    owned = set().union(*FIELDS_OWNED_BY_STAGE.values())
-    assert owned <= set(fields), owned - set(fields)  # no stale names after a rename
+def test_each_stage_keys_only_the_profile_fields_its_code_reads():
+    model1 = set(profile_fields_read(stages.train_model1.fn))
+    students = set(profile_fields_read(stages.train_student.fn))
+    model2 = set(profile_fields_read(stages.retrain_model2.fn))
+    correction = set(profile_fields_read(stages.correct_noisy_labels.fn))
+    assert {"noisy_epochs", "model1_width", "width"} <= model1
+    assert not {"retrain_epochs", "student_epochs", "clean_epochs"} & model1
+    assert "student_epochs" in students and "retrain_epochs" not in students
+    assert {"retrain_epochs", "width", "learning_rate"} <= model2
+    assert not {"noisy_epochs", "student_epochs"} & model2
+    assert correction == {"keep_fraction"}  # no training field reaches the correction
+    assert "name" not in model1 | model2  # equal fields share their results
+    assert model1 | model2 <= PROFILE_FIELDS
+
+
+def _reads_the_profile_by_name(profile, field):
+    return getattr(profile, field)
+
+
+def test_code_that_reads_the_profile_by_name_is_keyed_on_every_field():
+    assert set(profile_fields_read(_reads_the_profile_by_name)) == PROFILE_FIELDS
 
 
 class _Task:
@@ -69,6 +81,8 @@ class _Context:
     ("model2", stages.retrain_model2, "retrain_epochs", True),
     ("model2", stages.retrain_model2, "width", True),
     ("clean-model", stages.train_clean_fold, "student_epochs", False),
+    ("self-training", stages.train_student, "retrain_epochs", False),
+    ("self-training", stages.train_student, "student_epochs", True),
 ])
 def test_the_key_moves_with_the_fields_a_stage_reads(stage, task, field, changes):
     key = stage_code_and_profile_key(stage)

@@ -1,40 +1,26 @@
-"""Model II's training set: which images, which targets, which weights."""
+"""Model II: retraining on the clean labels plus the corrected noisy labels."""
 
 import numpy as np
 import pytest
 
+from relabel.config import PROFILES
 from relabel.tasks.correct import Correction
-from relabel.tasks.model2 import retrain_targets
+from relabel.tasks.model2 import retrain_model2
+
+SMOKE = PROFILES["smoke"]
 
 
-def _correction(rows: int) -> Correction:
-    rng = np.random.default_rng(0)
-    targets = rng.dirichlet(np.ones(10), rows).astype(np.float32)
-    return Correction(targets=targets, labels=targets.argmax(1),
-                      confidence=targets.max(1), keep=np.arange(rows) % 4 != 0)
-
-
-def test_clean_rows_are_smoothed_and_corrected_rows_kept_as_they_are():
-    labels = np.full(20, -1)
-    labels[:6] = [0, 1, 2, 3, 4, 5]
-    correction = _correction(8)
-    noisy_idx = np.arange(10, 18)
-    index, targets, weights = retrain_targets(np.arange(6), labels, noisy_idx, correction,
-                                              clean_smoothing=0.2)
-    np.testing.assert_array_equal(index, np.r_[np.arange(6), noisy_idx[correction.keep]])
-    assert targets[0, 0] == pytest.approx(0.82) and targets[0, 1] == pytest.approx(0.02)
-    np.testing.assert_allclose(targets[:6].sum(1), 1.0, rtol=1e-6)
-    # The posterior already says how sure it is: no second smoothing on top.
-    np.testing.assert_array_equal(targets[6:], correction.targets[correction.keep])
-    np.testing.assert_array_equal(weights, np.ones(index.size, np.float32))
-    with pytest.raises(ValueError, match="clean_smoothing"):
-        retrain_targets(np.arange(6), labels, noisy_idx, correction, clean_smoothing=1.0)
-
-
-def test_retrain_refuses_overlapping_sets():
-    labels = np.full(3002, -1)
-    labels[:3] = 0
-    correction = Correction(np.full((3, 10), 0.1, np.float32), np.zeros(3, np.int64),
-                            np.ones(3, np.float32), np.ones(3, bool))
-    with pytest.raises(ValueError, match="overlap"):
-        retrain_targets(np.array([0, 1, 2]), labels, np.array([2, 3000, 3001]), correction)
+@pytest.mark.slow
+def test_model2_trains_for_the_profile_epochs_on_disjoint_clean_and_noisy_sets(demo):
+    clean_train_idx, noisy_idx = np.arange(64), np.arange(100, 164)
+    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[noisy_idx]]
+    correction = Correction(targets=targets, labels=targets.argmax(1),
+                            confidence=targets.max(1), keep=np.ones(64, bool))
+    result = retrain_model2(demo.images, clean_train_idx, demo.clean_labels, noisy_idx,
+                            correction, SMOKE, seed=0)
+    assert result.epochs == SMOKE.retrain_epochs
+    assert len(result.history["loss"]) == SMOKE.retrain_epochs
+    assert np.isfinite(result.history["loss"]).all()
+    with pytest.raises(ValueError, match="overlap"):  # image 60-63 in both sets
+        retrain_model2(demo.images, np.arange(64), demo.clean_labels, np.arange(60, 124),
+                       correction, SMOKE, seed=0)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from relabel.tasks.correct import Correction
-from relabel.tasks.model2 import retrain_targets
+from relabel.tasks.correct import Correction, training_targets
 from relabel.tasks.split import kfold_splits, plan_splits, validation_split
 
 
@@ -66,7 +65,7 @@ def test_validation_images_never_reach_a_training_set():
         confidence=np.full(n_noisy, 0.1, np.float32),
         keep=np.ones(n_noisy, bool),
     )
-    index, targets, weights = retrain_targets(
+    index, targets, weights = training_targets(
         plan.clean_train_idx, labels, plan.noisy_idx, correction)
     assert val.isdisjoint(index.tolist())
     assert index.size == targets.shape[0] == weights.size == 1200 + n_noisy
