@@ -444,8 +444,8 @@ class Tracker:
 
     def log_summary(self, summary: Any, folds: Sequence[Any] = (), register: bool = True,
                     stage_seconds: Mapping[str, float] | None = None) -> dict[str, str]:
-        """Log a finished `flows.stages.PipelineSummary` as child runs of the pipeline run
-        (see the module docstring for the layout); register and gate Model II.
+        """Log a finished `relabel.flows.records.PipelineSummary` as child runs of the pipeline
+        run (see the module docstring for the layout); register and gate Model II.
 
         `summary` is duck-typed (records with `.metrics`, `.history`, artifact `.path`), so
         this module does not import the flows; `folds`: the clean model's `FoldRef`s.
