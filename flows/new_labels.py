@@ -21,26 +21,7 @@ from relabel.flows.pipeline import pipeline
 from relabel.flows.policies import IO_RETRIES, results_in
 from relabel.flows.records import DatasetRef, PipelineSummary
 from relabel.flows.stages import ingest_dataset
-
-
-def local_labels_file(labels_file: str, cache_dir: Path) -> Path:
-    """A local copy of `labels_file`; an `s3://bucket/key` object is downloaded (atomically,
-    every time: a labels object may be rewritten under the same key)."""
-    if not labels_file.startswith("s3://"):
-        return Path(labels_file)
-    from relabel.fileio import atomic_path, sha256_text
-    from relabel.storage import describe_error, parse_s3_uri, s3_client
-
-    location = parse_s3_uri(labels_file, as_prefix=False)
-    target = (Path(cache_dir) / "s3-labels" / sha256_text(labels_file)[:16]
-              / location.prefix.rsplit("/", 1)[-1])
-    client = s3_client()
-    try:
-        with atomic_path(target) as tmp:
-            client.download_file(location.bucket, location.prefix, str(tmp))
-    except Exception as exc:  # noqa: BLE001 - translated into a clear StorageError
-        raise describe_error(exc, f"downloading {labels_file}", client) from exc
-    return target
+from relabel.storage import local_file
 
 
 @task(name="Merge new clean labels", task_run_name="Merge new clean labels [{labels_file}]",
@@ -58,7 +39,8 @@ def merge_new_labels(
 
     store = CleanLabelStore(cache_dir, dataset.content_hash)
     dataset_labels = load_array(dataset.clean_labels)
-    version, merge = store.add_file(local_labels_file(labels_file, cache_dir), dataset_labels,
+    # An s3:// labels file is fetched again whenever it was rewritten under the same key.
+    version, merge = store.add_file(local_file(labels_file, cache_dir), dataset_labels,
                                     allow_changes=allow_changes)
     return {
         "version": version.version if version else 0,

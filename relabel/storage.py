@@ -19,7 +19,6 @@ minutes (`RELABEL_S3_CONNECT_TIMEOUT`, `RELABEL_S3_READ_TIMEOUT`).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -206,14 +205,29 @@ def fetch_prefix(
     objects = _list(location, client)
     if not objects and not uri.endswith("/"):
         # `uri` may name one object (s3://bucket/labels/new.csv): fetch just that file.
-        exact = parse_s3_uri(uri, as_prefix=False)
-        matches = [o for o in _list(exact, client) if o.key == exact.prefix]
+        folder, matches = _one_object(uri, client)
         if matches:
-            parent = exact.prefix.rsplit("/", 1)[0] + "/" if "/" in exact.prefix else ""
-            location, objects = S3Location(location.bucket, parent), matches
+            location, objects = folder, matches
     if not objects:
         raise StorageError(f"{location.uri}: no object or objects under this prefix "
                            f"(endpoint {_endpoint_description(client)})")
+    return _fetch(location, objects, cache_dir, workers, client)
+
+
+def _one_object(uri: str, client: Any) -> tuple[S3Location, list[S3Object]]:
+    """The object `uri` names by its exact key, as (the location of its folder, [it]), or
+    (that location, []) when there is none; a listing, because "key" may be a prefix of
+    others (labels.csv, labels.csv.bak)."""
+    exact = parse_s3_uri(uri, as_prefix=False)
+    parent = exact.prefix.rsplit("/", 1)[0] + "/" if "/" in exact.prefix else ""
+    matches = [o for o in _list(exact, client) if o.key == exact.prefix] if exact.prefix else []
+    return S3Location(exact.bucket, parent), matches
+
+
+def _fetch(location: S3Location, objects: list[S3Object], cache_dir: str | os.PathLike[str],
+           workers: int, client: Any) -> Path:
+    """Download `objects` (listed under `location`) into their content-keyed folder of
+    `cache_dir`, unless a complete copy is already there."""
     fingerprint = _fingerprint(location, objects)
     destination = Path(cache_dir) / f"{location.bucket}-{fingerprint[:20]}"
     if (destination / MANIFEST).is_file():
@@ -281,14 +295,24 @@ def _run_all(function: Callable[[Any], Any], items: list[Any], workers: int) -> 
         return [future.result() for future in futures]
 
 
-def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest `fetch_prefix` wrote into a cached folder."""
-    return json.loads((Path(folder) / MANIFEST).read_text())
-
-
 def local_folder(data: str, cache_dir: str | os.PathLike[str]) -> Path:
     """A local folder for `data`: itself, or for an `s3://` prefix its copy fetched into
     `cache_dir/s3` (unchanged objects are not downloaded again)."""
     if is_s3_uri(data):
         return fetch_prefix(data, Path(cache_dir) / "s3")
     return Path(data)
+
+
+def local_file(location: str, cache_dir: str | os.PathLike[str]) -> Path:
+    """A local path for the file `location`: itself, or for an `s3://bucket/key` object its
+    copy fetched into `cache_dir/s3`. Each call lists the key again, so an object rewritten
+    under the same key (a labels file) is downloaded anew and an unchanged one is not."""
+    if not is_s3_uri(location):
+        return Path(location)
+    client = s3_client()
+    folder, matches = _one_object(location, client)
+    if not matches:
+        raise StorageError(f"{location}: no object with this key (a file names one object, "
+                           f"not a prefix; endpoint {_endpoint_description(client)})")
+    local = _fetch(folder, matches, Path(cache_dir) / "s3", 1, client)
+    return local / _relative_path(folder, matches[0].key)

@@ -31,16 +31,15 @@ def test_watcher_announces_each_new_content_once(
 
 
 @pytest.mark.slow
-def test_watcher_and_retrain_read_labels_from_s3(
+def test_watcher_reads_labels_from_s3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: str
 ) -> None:
     """An S3 prefix of label CSVs on a real S3-compatible store (SeaweedFS on 127.0.0.1):
-    each new or rewritten CSV is announced once; the retrain flow downloads the object."""
+    each new or rewritten CSV is announced once. (The retrain flow's download of one such
+    object: relabel.storage.local_file, tests/test_relabel/test_storage.py.)"""
     from live_servers import SeaweedFS
 
-    from relabel.flows.new_labels import local_labels_file
     from relabel.flows.watch import watch_clean_labels
-    from relabel.storage import StorageError
 
     with SeaweedFS(tmp_path / "weed", tmp_path / "weed.log") as server:
         for key, value in server.env.items():
@@ -57,8 +56,3 @@ def test_watcher_and_retrain_read_labels_from_s3(
         client.put_object(Bucket="labels", Key="inbox/batch1.csv", Body=b"image_id,label\n5,3\n")
         assert watch_clean_labels(source, config) == [
             "s3://labels/inbox/batch1.csv", "s3://labels/inbox/batch2.csv"]
-
-        local = local_labels_file("s3://labels/inbox/batch1.csv", config.cache_dir)
-        assert local.name == "batch1.csv" and local.read_text() == "image_id,label\n5,3\n"
-        with pytest.raises(StorageError, match="labels/inbox/missing.csv"):
-            local_labels_file("s3://labels/inbox/missing.csv", config.cache_dir)

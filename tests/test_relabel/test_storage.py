@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import filecmp
 import logging
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,7 +113,6 @@ def test_fetch_round_trip_and_content_keyed_cache(s3_env, demo_dir: Path, tmp_pa
         files = sorted(p.name for p in (demo_dir / sub).iterdir())
         _, mismatch, errors = filecmp.cmpfiles(demo_dir / sub, local / sub, files, shallow=False)
         assert not mismatch and not errors
-    assert storage.read_manifest(local)["uri"] == uri + "/"
 
     # Same data from S3 and from disk: same content hash, so the same dataset artifact.
     from_s3 = ingest(local, tmp_path / "ingest-s3")
@@ -167,6 +167,28 @@ def test_fetch_single_object(s3_env, demo_dir: Path, tmp_path: Path) -> None:
     folder = fetch_prefix(f"s3://{BUCKET}/inbox/new.csv", tmp_path / "cache")
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["new.csv"]
     assert (folder / "new.csv").read_bytes() == body
+
+
+def test_local_file_fetches_one_object_again_when_rewritten(s3_env, tmp_path: Path) -> None:
+    """How the retrain flow reads a labels file: a local path is itself; an s3:// object is
+    fetched by its exact key, from the cache while unchanged and anew once rewritten under
+    the same key; a missing key or a prefix is an error that names the URL."""
+    client = s3_env.client()
+    cache = tmp_path / "cache"
+    assert storage.local_file("inbox/new.csv", cache) == Path("inbox/new.csv")
+    client.put_object(Bucket=BUCKET, Key="labels-in/batch1.csv", Body=b"image_id,label\n5,1\n")
+    client.put_object(Bucket=BUCKET, Key="labels-in/batch1.csv.bak", Body=b"old")
+    uri = f"s3://{BUCKET}/labels-in/batch1.csv"
+    first = storage.local_file(uri, cache)
+    assert first.name == "batch1.csv" and first.read_text() == "image_id,label\n5,1\n"
+    assert sorted(p.name for p in first.parent.iterdir()) == [storage.MANIFEST, "batch1.csv"]
+    assert storage.local_file(uri, cache) == first
+    client.put_object(Bucket=BUCKET, Key="labels-in/batch1.csv", Body=b"image_id,label\n5,3\n")
+    rewritten = storage.local_file(uri, cache)
+    assert rewritten != first and rewritten.read_text() == "image_id,label\n5,3\n"
+    for wrong in (f"s3://{BUCKET}/labels-in/missing.csv", f"s3://{BUCKET}/labels-in/"):
+        with pytest.raises(StorageError, match=re.escape(wrong)):
+            storage.local_file(wrong, cache)
 
 
 def test_key_vanishing_mid_download_leaves_no_cache(s3_env, demo_dir, tmp_path) -> None:
