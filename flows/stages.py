@@ -31,7 +31,7 @@ from relabel.config import MODEL_TITLES, TrainProfile
 from relabel.fileio import write_json_atomic
 from relabel.flows.artifacts import Artifact, load_array, reference_file, save_array, save_file
 from relabel.flows.code_keys import code_fingerprint
-from relabel.flows.policies import IO_RETRIES, compute
+from relabel.flows.policies import IO_RETRIES, SelfHealing, compute
 from relabel.flows.records import (
     CleanModelRef,
     CorrectionRef,
@@ -132,7 +132,8 @@ def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> st
 
 
 @stage_task("data", cached=False, name="Ingest dataset", task_run_name="Ingest dataset [{data}]",
-            cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_ingest_cache_key),
+            cache_policy=SelfHealing(
+                policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_ingest_cache_key)),
             persist_result=True, result_serializer="json", **IO_RETRIES)
 def ingest_dataset(data: str, cache_dir: Path, workers: int | None = None) -> DatasetRef:
     """Validate the dataset folder (or fetch the S3 prefix) into a content-addressed artifact."""
@@ -172,7 +173,8 @@ def _clean_labels_cache_key(context: TaskRunContext, parameters: dict[str, Any])
 
 @stage_task("data", cached=False, name="Resolve clean labels",
             task_run_name=stage_name("Resolve clean labels"),
-            cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_clean_labels_cache_key),
+            cache_policy=SelfHealing(
+                policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_clean_labels_cache_key)),
             persist_result=True, result_serializer="json", **IO_RETRIES)
 def resolve_clean_labels(dataset: DatasetRef, cache_dir: Path) -> Artifact:
     """The newest merged clean-label set of this dataset (`relabel labels add`), or the
