@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.task_runners import TaskRunner
@@ -131,6 +131,30 @@ def _ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> st
             f"{Path(parameters['cache_dir']).resolve()}|{parameters.get('workers')}")
 
 
+def _dataset_artifacts(folder: Path) -> dict[str, Artifact]:
+    """One artifact per array of an ingested dataset folder. The folder is immutable: its
+    arrays are hashed once, and the hashes reused (artifact-hashes.json)."""
+    hashes_file = folder / "artifact-hashes.json"
+    if hashes_file.is_file():
+        try:
+            return {k: Artifact(**v) for k, v in json.loads(hashes_file.read_text()).items()}
+        except (ValueError, TypeError) as exc:  # truncated or corrupt: hash the arrays again
+            get_run_logger().warning("%s unreadable (%s): hashing the arrays again",
+                                     hashes_file, type(exc).__name__)
+    refs = {p.stem: reference_file(p) for p in sorted(folder.glob("*.npy"))}
+    write_json_atomic(hashes_file, {k: v.model_dump() for k, v in refs.items()})
+    return refs
+
+
+def _dataset_fault(folder: Path, refs: dict[str, Artifact]) -> str | None:
+    """What is wrong with a reused dataset folder: a required array missing, or any array
+    gone or changed since it was hashed; None when nothing is."""
+    for name in ("images", "noisy_labels", "clean_labels"):  # test_* are optional
+        if name not in refs:
+            return f"{folder / name}.npy is missing"
+    return next(filter(None, (a.fault() for a in refs.values())), None)
+
+
 @stage_task("data", cached=False, name="Ingest dataset", task_run_name="Ingest dataset [{data}]",
             cache_policy=SelfHealing(
                 policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(_ingest_cache_key)),
@@ -145,14 +169,16 @@ def ingest_dataset(data: str, cache_dir: Path, workers: int | None = None) -> Da
 
         local = fetch_prefix(data, Path(cache_dir) / "s3")
     result = ingest(local, cache_dir, workers)
+    refs = _dataset_artifacts(result.dataset_dir.resolve())
+    if result.from_cache and (fault := _dataset_fault(result.dataset_dir, refs)):
+        # ingest's index still names this folder, but a file in it is gone or changed (a
+        # pruned or damaged cache): build the folder again from the data.
+        get_run_logger().warning("ingested dataset damaged: %s; ingesting %s again",
+                                 fault, data)
+        shutil.rmtree(result.dataset_dir)
+        result = ingest(local, cache_dir, workers)
+        refs = _dataset_artifacts(result.dataset_dir.resolve())
     folder = result.dataset_dir.resolve()
-    hashes_file = folder / "artifact-hashes.json"
-    # The dataset folder is immutable: hash its arrays once, reuse the hashes afterwards.
-    if hashes_file.is_file():
-        refs = {k: Artifact(**v) for k, v in json.loads(hashes_file.read_text()).items()}
-    else:
-        refs = {p.stem: reference_file(p) for p in sorted(folder.glob("*.npy"))}
-        write_json_atomic(hashes_file, {k: v.model_dump() for k, v in refs.items()})
     return DatasetRef(
         content_hash=result.content_hash, directory=str(folder), images=refs["images"],
         noisy_labels=refs["noisy_labels"], clean_labels=refs["clean_labels"],

@@ -3,9 +3,11 @@ reference and content hash."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def test_ingest_and_label_stages_pass_artifacts_by_reference(
@@ -41,3 +43,45 @@ def test_ingest_and_label_stages_pass_artifacts_by_reference(
     assert len(noisy) == 100 and np.all(load_array(current)[noisy] < 0)
     holdouts = np.sort(np.concatenate([load_array(h) for _, h in split.folds]))
     assert np.array_equal(holdouts, np.sort(train))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["deleted", "rewritten, same size"])
+def test_a_damaged_dataset_folder_is_ingested_again(
+    tmp_path: Path, prefect_api: str, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """The ingest cache's index still names the folder, so re-running ingest alone would
+    serve the damaged folder: the stage builds it again, and the arrays' hashes come back."""
+    from prefect import flow
+
+    from relabel.flows.policies import results_in
+    from relabel.flows.records import DatasetRef
+    from relabel.flows.stages import ingest_dataset
+    from relabel.tasks.demodata import generate_demo_data
+
+    data = generate_demo_data(tmp_path / "data", num_train=60, num_clean=20, num_test=10)
+    cache = tmp_path / "cache"
+
+    @flow
+    def ingest_only() -> DatasetRef:
+        with results_in(cache):
+            return ingest_dataset(str(data), cache)
+
+    first = ingest_only()
+    images = Path(first.images.path)
+    if damage == "deleted":
+        images.unlink()
+    else:
+        content = bytearray(images.read_bytes())
+        content[-1] ^= 0xFF
+        images.write_bytes(bytes(content))
+    with caplog.at_level(logging.WARNING):
+        again = ingest_only()
+    # The same arrays, by content (the summary differs only in ingest_seconds).
+    assert again.model_dump(exclude={"summary"}) == first.model_dump(exclude={"summary"})
+    assert again.images.fault() is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING
+                and getattr(r, "task_run_name", "").startswith("Ingest dataset")]
+    assert [r.getMessage().split(":")[0] for r in warnings] == [
+        "cached result not used", "ingested dataset damaged"]
+    assert all(str(images) in r.getMessage() for r in warnings)
