@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,14 +103,22 @@ def compute(stage: str) -> dict[str, Any]:
                 result_serializer="json")
 
 
+# A path that is wrong stays wrong: a file where a folder should be, no permission, a
+# read-only file system. (ENOENT is retried: on a network file system it can be a hiccup.)
+_PERMANENT_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES,
+                               errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP})
+
+
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a retry can fix: OS/network errors and storage faults, not bad input
-    (IngestError/LabelError are ValueErrors) or bugs."""
+    """Retry only what a retry can fix: OS/network errors and storage faults, not a wrong
+    path, bad input (IngestError/LabelError are ValueErrors) or bugs."""
     from relabel.storage import StorageError
 
     try:
         state.result()
-    except (OSError, StorageError):
+    except OSError as exc:
+        return exc.errno not in _PERMANENT_ERRNOS
+    except StorageError:
         return True
     except Exception:  # noqa: BLE001 - anything else is permanent
         return False

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -60,6 +60,7 @@ def _expected_error(exc: BaseException) -> str | None:
 
     for module, name in (("relabel.tasks.ingest", "IngestError"),
                          ("relabel.serving", "PredictError"),
+                         ("relabel.tasks.split", "SplitError"),
                          ("relabel.storage", "StorageError"),
                          ("relabel.tracking", "TrackingError"),
                          ("pydantic", "ValidationError")):
@@ -288,14 +289,14 @@ def run(
                    "gets its own runs/<time>-<run name>/", err=True)
         raise typer.Exit(2)
     _validate_local_data(config)
+    _check_tracking_server()
     if refresh_cache:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
     started = time.monotonic()
     with _prefect_api() as api:
         state = _run_pipeline(config, api)
     if not state.is_completed():
-        typer.echo(f"error: pipeline {state.name}: {state.message}", err=True)
-        raise typer.Exit(1)
+        _report_failed_pipeline(state)
     summary = state.result()
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     typer.echo("\n" + summary.results_table())
@@ -303,6 +304,26 @@ def run(
                "(label_prediction.csv, metrics.json, plots)")
     typer.echo("MLflow UI:  relabel mlflow-ui    (runs, curves, plots, the model registry)\n"
                "Prefect UI: relabel server       (deployments, schedules, run history)")
+
+
+def _check_tracking_server() -> None:
+    """An MLflow tracking server that does not answer fails the run before any server
+    starts (TrackingError: one `error:` line, exit 2), not minutes later inside the flow."""
+    from relabel.tracking import check_server, tracking_enabled, tracking_uri
+
+    if tracking_enabled():
+        check_server(tracking_uri())
+
+
+def _report_failed_pipeline(state: State) -> NoReturn:
+    """A failed pipeline run. A failure the user can fix (storage, file system, tracking
+    store) is raised again, so that run_cli reports it as every command does (one `error:`
+    line, exit 2); anything else exits 1 with Prefect's message, the traceback above it."""
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, Exception) and _expected_error(exc) is not None:
+        raise exc
+    typer.echo(f"error: pipeline {state.name}: {state.message}", err=True)
+    raise typer.Exit(1)
 
 
 @contextlib.contextmanager
@@ -402,6 +423,32 @@ def _use_prefect_console_logging() -> None:
 
     prefect_logging.setup_logging(incremental=False)
     logging.getLogger("relabel").setLevel(logging.INFO)
+    if not _VERBOSE:
+        # A failed stage's traceback stays in the Prefect UI (the API log handler) and
+        # behind --verbose; the console gets the one-line message.
+        loggers = [root, *(logger for logger in list(root.manager.loggerDict.values())
+                           if isinstance(logger, logging.Logger))]
+        for logger in loggers:
+            for handler in logger.handlers:
+                if (isinstance(handler, logging.StreamHandler)
+                        and not isinstance(handler.formatter, _WithoutTraceback)):
+                    handler.setFormatter(_WithoutTraceback(handler.formatter))
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as `inner` does, leaving out its traceback and stack."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:  # the other handlers (Prefect's API log) still get the traceback
+            record.exc_info, record.exc_text, record.stack_info = saved
 
 
 def _validation_message(exc: Exception) -> str:

@@ -12,6 +12,10 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 
+class SplitError(ValueError):
+    """The clean labels cannot be split as asked (too few per class); says what to change."""
+
+
 def validation_split(
     clean_labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -28,9 +32,14 @@ def validation_split(
     known = np.flatnonzero(clean_labels >= 0)
     if known.size < 2:
         raise ValueError(f"need at least 2 clean labels to split, got {known.size}")
-    train_idx, val_idx = train_test_split(
-        known, test_size=fraction, random_state=seed, stratify=clean_labels[known]
-    )
+    try:
+        train_idx, val_idx = train_test_split(
+            known, test_size=fraction, random_state=seed, stratify=clean_labels[known]
+        )
+    except ValueError as exc:  # scikit-learn's reason: too few labels of some class
+        raise SplitError(
+            f"clean labels: {known.size} are too few to hold out a stratified validation "
+            f"share of {fraction:g} ({exc}); add clean labels (relabel labels add)") from None
     return np.sort(train_idx).astype(np.int64), np.sort(val_idx).astype(np.int64)
 
 
@@ -49,10 +58,15 @@ def kfold_splits(
     if k == 1:
         return [(np.sort(indices), np.empty(0, np.int64))]
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [
-        (np.sort(indices[train]), np.sort(indices[holdout]))
-        for train, holdout in folds.split(indices, labels)
-    ]
+    try:
+        return [
+            (np.sort(indices[train]), np.sort(indices[holdout]))
+            for train, holdout in folds.split(indices, labels)
+        ]
+    except ValueError as exc:
+        raise SplitError(f"clean labels: {indices.size} training labels cannot make {k} "
+                         f"stratified folds ({exc}); use fewer folds or add clean "
+                         "labels") from None
 
 
 @dataclass(frozen=True)

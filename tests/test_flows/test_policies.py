@@ -18,6 +18,8 @@ from relabel.tasks.ingest import IngestError
 @pytest.mark.parametrize(("error", "retried"), [
     (OSError("connection reset"), True),
     (FileNotFoundError("nfs hiccup"), True),
+    (NotADirectoryError(20, "Not a directory", "results/out"), False),  # stays wrong
+    (PermissionError(13, "Permission denied", "runs"), False),
     (StorageError("s3://bucket/x: timed out"), True),
     (IngestError("labels.csv line 3: label 12 is out of range 0..9"), False),
     (KeyError("a bug"), False),

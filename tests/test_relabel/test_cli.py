@@ -3,6 +3,7 @@ tracking store or run folder exists."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,11 +77,12 @@ def test_ingest_refuses_a_negative_worker_count(in_tmp: Path) -> None:
     assert "workers" in result.output
 
 
-def _relabel(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _relabel(*args: str, cwd: Path,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The installed command's entry point (relabel.cli:run_cli) in a fresh process."""
     code = "import sys; from relabel.cli import run_cli; sys.argv[0] = 'relabel'; run_cli()"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.slow
@@ -128,3 +130,39 @@ def test_the_console_script_exits_with_its_status_after_every_exit_handler(
     assert run.returncode == code, run.stderr
     assert run.stdout.splitlines()[-2:] == ["logged line", "no newline yet"]
     assert marker.read_text() == "flushed"
+
+
+@pytest.mark.slow
+def test_run_refuses_a_tracking_server_that_does_not_answer_before_starting_anything(
+        in_tmp: Path) -> None:
+    from relabel.prefect_server import free_port
+    from relabel.tasks.demodata import generate_demo_data
+
+    data = generate_demo_data(in_tmp / "data", num_train=40, num_clean=10, num_test=5)
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    done = _relabel("run", "--data", str(data), "--profile", "smoke", cwd=in_tmp,
+                    env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr
+    assert errors[0].startswith(f"error: MLflow tracking server {uri} is not answering")
+    assert "temporary API" not in done.stdout + done.stderr  # no server was started
+    assert not (in_tmp / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_stage_failing_on_a_wrong_path_is_one_error_line_and_exit_2(in_tmp: Path) -> None:
+    from relabel.tasks.demodata import generate_demo_data
+
+    data = generate_demo_data(in_tmp / "data", num_train=200, num_clean=100, num_test=10)
+    (in_tmp / "blocker").write_text("a file where the run folder's parent should be")
+    args = ("run", "--data", str(data), "--profile", "smoke", "--models", "baseline",
+            "--output-dir", "blocker/run")
+    quiet = _relabel(*args, cwd=in_tmp, env={"RELABEL_TRACKING": "off"})
+    assert quiet.returncode == 2, quiet.stderr[-3000:]
+    last = quiet.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "blocker" in last, last
+    assert "Traceback" not in quiet.stdout + quiet.stderr
+    assert "retry" not in (quiet.stdout + quiet.stderr).lower()  # a wrong path stays wrong
+    loud = _relabel("--verbose", *args, cwd=in_tmp, env={"RELABEL_TRACKING": "off"})
+    assert loud.returncode == 1 and "Traceback" in loud.stdout + loud.stderr

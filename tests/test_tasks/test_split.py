@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from relabel.tasks.correct import Correction, training_targets
-from relabel.tasks.split import kfold_splits, plan_splits, validation_split
+from relabel.tasks.split import SplitError, kfold_splits, plan_splits, validation_split
 
 
 def _clean_labels(n: int = 5000, known: int = 1500, seed: int = 0) -> np.ndarray:
@@ -69,3 +69,14 @@ def test_validation_images_never_reach_a_training_set():
         plan.clean_train_idx, labels, plan.noisy_idx, correction)
     assert val.isdisjoint(index.tolist())
     assert index.size == targets.shape[0] == weights.size == 1200 + n_noisy
+
+
+def test_too_few_clean_labels_per_class_is_a_split_error_that_says_what_to_do():
+    labels = np.full(100, -1)
+    labels[:20] = np.r_[np.repeat(np.arange(9), 2), 9, 9]
+    labels[0] = 9  # class 0 now has a single clean label
+    with pytest.raises(SplitError, match="20 are too few to hold out a stratified "
+                                         "validation share of 0.2.*add clean labels"):
+        validation_split(labels, 0.2, seed=0)
+    with pytest.raises(SplitError, match="cannot make 5 stratified folds.*fewer folds"):
+        kfold_splits(np.arange(20), labels[:20], 5, seed=0)
