@@ -387,13 +387,20 @@ def stat_fingerprint(data_dir: Path) -> str:
     for sub in (TRAIN_DIR, TEST_DIR):
         folder = data_dir / sub
         if folder.is_dir():
-            with os.scandir(folder) as entries:
-                stats = sorted((e.name, *_size_and_mtime(e)) for e in entries)
+            try:
+                with os.scandir(folder) as entries:
+                    stats = sorted((e.name, *_size_and_mtime(e)) for e in entries)
+            except OSError as exc:
+                raise IngestError(f"{folder}: cannot list the image folder "
+                                  f"({exc.strerror})") from None
             parts.append(f"{sub}:{stats}")
     for name in (NOISY_CSV, CLEAN_CSV, TEST_LABELS_CSV):
         path = data_dir / name
         if path.is_file():
-            parts.append(f"{name}:{sha256_file(path)}")
+            try:
+                parts.append(f"{name}:{sha256_file(path)}")
+            except OSError as exc:
+                raise IngestError(f"{path}: cannot read ({exc.strerror})") from None
     return sha256_text("\n".join(parts))
 
 

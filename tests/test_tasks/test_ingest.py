@@ -280,14 +280,41 @@ def test_a_label_edit_that_keeps_size_and_mtime_is_seen(data: Path, tmp_path: Pa
     assert not second.from_cache and second.content_hash != first.content_hash
 
 
-def test_a_corrupt_cache_index_is_a_miss_not_a_failure(data: Path, tmp_path: Path) -> None:
+def test_a_corrupt_cache_index_is_a_miss_not_a_failure(
+        data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cache = tmp_path / "cache"
     first = ingest(data, cache)
     (index,) = (cache / "index").glob("*.json")
     index.write_text('{"content_ha')  # truncated by a crash
-    again = ingest(data, cache)
+    with caplog.at_level("WARNING", logger="relabel.tasks.ingest"):
+        again = ingest(data, cache)
     assert again.content_hash == first.content_hash
+    assert [r.getMessage() for r in caplog.records
+            if str(index) in r.getMessage() and "ingesting again" in r.getMessage()]
     assert ingest(data, cache).from_cache  # the index was rewritten
+
+
+@pytest.mark.parametrize("unreadable", ["noisy_labels.csv", "images"])
+def test_a_label_file_or_image_folder_the_os_refuses_is_named(
+        data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unreadable: str) -> None:
+    # Permission bits do not stop root (CI runs as root), so the OS's refusal is injected
+    # where ingest reads: the same PermissionError a chmod 000 gives a normal user.
+    import builtins
+
+    refused = data / unreadable
+    open_file, scandir = builtins.open, os.scandir
+
+    def refuse(path: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(builtins, "open", lambda path, *args, **kwargs: refuse(path)
+                        if Path(path) == refused else open_file(path, *args, **kwargs))
+    monkeypatch.setattr(os, "scandir", lambda path=".": refuse(path)
+                        if Path(path) == refused else scandir(path))
+    with pytest.raises(IngestError, match=f"{refused}: cannot (read|list).*Permission denied"):
+        ingest(data, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "index").exists() or not any(
+        (tmp_path / "cache" / "index").iterdir())  # nothing cached for a failed ingest
 
 
 def test_line_numbers_are_right_with_and_without_a_header(tmp_path: Path) -> None:
