@@ -77,8 +77,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parse_args_quietly(parser)
 
-    from relabel import CLASS_NAMES, NUM_CLASSES
     from relabel.config import PROFILES
+    from relabel.constants import CLASS_NAMES, NUM_CLASSES
     from relabel.tasks.clean_model import combine_folds, train_clean_fold
     from relabel.tasks.ingest import ingest
     from relabel.tasks.label_issues import find_label_issues, issue_precision

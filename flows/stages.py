@@ -241,7 +241,7 @@ def explore_noise(
     clean_labels: Artifact, noisy_labels: Artifact, split: SplitRef, cache_dir: Path
 ) -> NoiseReport:
     """Estimate the noise transition matrix on the clean training images and plot it."""
-    from relabel import CLASS_NAMES
+    from relabel.constants import CLASS_NAMES
     from relabel.tasks.noise import (
         estimate_transition,
         noise_rates,

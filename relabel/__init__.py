@@ -5,24 +5,22 @@ Importing the package sets the offline, quiet defaults the whole project relies 
 benchmarks) behaves the same without the user exporting anything.
 """
 
-from pathlib import Path
-
+from relabel.constants import (
+    CLASS_NAMES,
+    DEFAULT_CACHE_DIR,
+    IMAGE_SHAPE,
+    MODEL_KEYS,
+    NUM_CLASSES,
+    PROFILE_NAMES,
+    VERSION,
+)
 from relabel.settings import apply_offline_defaults
 
 apply_offline_defaults()
 
-CLASS_NAMES: tuple[str, ...] = (
-    "plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
-NUM_CLASSES = len(CLASS_NAMES)
-IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
-# Light constants the CLI needs before any heavy import (relabel.config imports pydantic).
-PROFILE_NAMES: tuple[str, ...] = ("smoke", "demo", "cpu", "gpu")
-# The models a run can train, in pipeline order (relabel.config.MODEL_TITLES: their names).
-MODEL_KEYS: tuple[str, ...] = ("baseline", "model1", "model2")
-DEFAULT_CACHE_DIR = Path(".relabel-cache")
-
-__version__ = "0.1.0"
+__version__ = VERSION
+__all__ = ["CLASS_NAMES", "DEFAULT_CACHE_DIR", "IMAGE_SHAPE", "MODEL_KEYS", "NUM_CLASSES",
+           "PROFILE_NAMES", "__version__", "predict"]
 
 
 def predict(images, model=None) -> list[str]:  # noqa: ANN001 - see relabel.serving.predict

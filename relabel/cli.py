@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 import relabel  # noqa: F401  (sets the offline environment defaults)
-from relabel import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
+from relabel.constants import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:

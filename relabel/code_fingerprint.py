@@ -20,7 +20,7 @@ import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
-import relabel
+from relabel.constants import VERSION
 
 # Left out: a stage gets the profile as values, which its key covers field by field
 # (flows/code_keys.py); ingestion does not read the profile at all.
@@ -92,7 +92,7 @@ def module_closure(name: str) -> frozenset[str]:
 def source_fingerprint(modules: Iterable[str], sources: Iterable[str] = ()) -> str:
     """SHA-256 over the package version, the `sources` given as text (in order) and the
     source files of `modules` (by name, sorted; names that are not modules are skipped)."""
-    digest = hashlib.sha256(f"relabel {relabel.__version__}\n".encode())
+    digest = hashlib.sha256(f"relabel {VERSION}\n".encode())
     for source in sources:
         digest.update(source.encode())
     for name in sorted(modules):

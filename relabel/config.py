@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from relabel import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
+from relabel.constants import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
 ModelName = Literal[MODEL_KEYS]  # type: ignore[valid-type]

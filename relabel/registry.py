@@ -55,7 +55,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import relabel.tasks
-from relabel import CLASS_NAMES, IMAGE_SHAPE
+from relabel.constants import CLASS_NAMES, IMAGE_SHAPE
 
 log = logging.getLogger(__name__)
 

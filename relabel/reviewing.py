@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from relabel import DEFAULT_CACHE_DIR
+from relabel.constants import DEFAULT_CACHE_DIR
 from relabel.storage import local_folder
 from relabel.tasks.ingest import IngestError, ingest, load_dataset
 from relabel.tasks.labels import CleanLabelStore

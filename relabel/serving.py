@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from relabel import CLASS_NAMES
 from relabel.config import MODEL_TITLES
+from relabel.constants import CLASS_NAMES
 from relabel.fileio import write_text_atomic
 
 DEFAULT_MODEL = "champion"

@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from relabel import MODEL_KEYS
+from relabel.constants import MODEL_KEYS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from relabel import NUM_CLASSES
+from relabel.constants import NUM_CLASSES
 
 
 @dataclass

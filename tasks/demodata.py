@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from relabel import NUM_CLASSES
+from relabel.constants import NUM_CLASSES
 from relabel.fileio import atomic_directory
 
 # Base RGB tints per class; pairs of classes share a tint so shape must be learned too.

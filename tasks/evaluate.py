@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from relabel import CLASS_NAMES, NUM_CLASSES
+from relabel.constants import CLASS_NAMES, NUM_CLASSES
 
 
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:

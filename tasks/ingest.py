@@ -44,8 +44,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from relabel import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 from relabel.code_fingerprint import module_fingerprint
+from relabel.constants import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 from relabel.fileio import atomic_directory, sha256_file, sha256_text, write_json_atomic
 from relabel.progress import track
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from relabel import CLASS_NAMES, NUM_CLASSES
+from relabel.constants import CLASS_NAMES, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 

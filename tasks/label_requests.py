@@ -24,7 +24,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from relabel import NUM_CLASSES
+from relabel.constants import NUM_CLASSES
 from relabel.fileio import write_text_atomic
 from relabel.tasks.correct import label_posterior
 from relabel.tasks.label_issues import check_proba

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from relabel import IMAGE_SHAPE, NUM_CLASSES
+from relabel.constants import IMAGE_SHAPE, NUM_CLASSES
 
 ARCHITECTURES = ("airbench", "resnet9", "notebook_cnn")
 # Per-channel mean and standard deviation of CIFAR-10 pixels (0..255 scale).

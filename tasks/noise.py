@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relabel import CLASS_NAMES, NUM_CLASSES
+from relabel.constants import CLASS_NAMES, NUM_CLASSES
 from relabel.fileio import atomic_path
 
 

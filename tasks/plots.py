@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from relabel import CLASS_NAMES
+from relabel.constants import CLASS_NAMES
 from relabel.fileio import atomic_path
 
 

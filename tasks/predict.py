@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from relabel import CLASS_NAMES, IMAGE_SHAPE
 from relabel.config import MODEL_TITLES
+from relabel.constants import CLASS_NAMES, IMAGE_SHAPE
 from relabel.fileio import atomic_path
 
 PREDICTION_COLUMNS = tuple(MODEL_TITLES.values())

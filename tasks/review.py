@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from relabel import CLASS_NAMES, NUM_CLASSES
+from relabel.constants import CLASS_NAMES, NUM_CLASSES
 from relabel.fileio import atomic_path, write_json_atomic, write_text_atomic
 from relabel.tasks.ingest import Dataset
 from relabel.tasks.label_issues import (

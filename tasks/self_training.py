@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relabel import NUM_CLASSES
 from relabel.config import TrainProfile
+from relabel.constants import NUM_CLASSES
 
 if TYPE_CHECKING:
     from relabel.tasks.train import TrainResult

@@ -33,8 +33,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from relabel import NUM_CLASSES
 from relabel.config import TrainProfile
+from relabel.constants import NUM_CLASSES
 from relabel.progress import track
 from relabel.tasks.models import build_model, forward_flops, init_whitening
 
