@@ -288,8 +288,8 @@ def run(
                    "pass --overwrite to replace it, or leave --output-dir out: each run then "
                    "gets its own runs/<time>-<run name>/", err=True)
         raise typer.Exit(2)
+    _check_tracking_server()  # seconds at most; ingesting the data can take minutes
     _validate_local_data(config)
-    _check_tracking_server()
     if refresh_cache:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"
     started = time.monotonic()

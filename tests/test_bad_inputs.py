@@ -7,7 +7,7 @@ the `relabel` command runs) on a fresh copy of a small generated dataset, and mu
   tracking store,
 - and leave everything usable: the same command on good input succeeds right after.
 
-`pytest tests/test_bad_inputs.py` runs the matrix (about 50 cases, a few seconds).
+`pytest tests/test_bad_inputs.py` runs the matrix (62 cases, about half a minute).
 """
 
 from __future__ import annotations
@@ -88,11 +88,13 @@ def _do(action: Callable[[Path], object]) -> Callable[[Path, Path], list[str]]:
 
 def _clean_rows(*rows: str, header: str = "image_id,label") -> Callable[[Path, Path],
                                                                            list[str]]:
-    """clean_labels.csv in the id,label form: the first 20 images' labels, then `rows`."""
+    """clean_labels.csv in the id,label form (`header=""`: without a header): the first 20
+    images' labels, then `rows`."""
     def mutate(data: Path, work: Path) -> list[str]:
         labels = _lines(data / "clean_labels.csv")
         good = [f"{i},{label}" for i, label in enumerate(labels, start=1)]
-        _write_lines(data / "clean_labels.csv", [header, *good, *rows])
+        _write_lines(data / "clean_labels.csv", [header, *good, *rows] if header
+                     else [*good, *rows])
         return []
 
     return mutate
@@ -218,6 +220,8 @@ CASES = [
          ("clean_labels.csv:1", "columns are in the wrong order")),
     Case("clean id word", "ingest", _clean_rows("seven,3"),
          ("clean_labels.csv:22", "'seven'")),
+    Case("clean rows without header, label 12", "ingest", _clean_rows("21,12", header=""),
+         ("clean_labels.csv:21", "12")),
     Case("clean three columns", "ingest", _clean_rows("21,3,4"),
          ("clean_labels.csv:22", "got 3")),
     # the command's own options
@@ -253,6 +257,10 @@ CASES = [
          extra=["--set", "retrain_epoch=3"]),
     Case("run: unknown runner", "run", _nothing, ("task_runner", "spark"),
          extra=["--task-runner", "spark"]),
+    Case("run: no dataset folder", "run", _do(shutil.rmtree), ("dataset folder not found",)),
+    Case("run: tracking server not answering", "run", _nothing,
+         ("MLflow tracking server http://127.0.0.1:9", "not answering"),
+         env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("run: unreachable bucket", "run", _nothing, ("s3://relabel-missing/data",),
          extra=["--s3"], env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1",
                               "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}),
