@@ -339,7 +339,6 @@ def write_review(
     )
 
 
-
 def review_dataset(
     dataset: Dataset,
     pred_probs: np.ndarray,
