@@ -72,6 +72,22 @@ def test_demo_is_the_cpu_recipe_at_quarter_width_with_shorter_schedules() -> Non
         == {k: v for k, v in cpu.items() if k not in sizes}
 
 
+def test_gpu_is_the_cpu_recipe_with_longer_schedules() -> None:
+    gpu, cpu = PROFILES["gpu"].model_dump(), PROFILES["cpu"].model_dump()
+    schedules = ("noisy_epochs", "clean_epochs", "student_epochs", "retrain_epochs")
+    assert all(gpu[k] > cpu[k] for k in schedules)
+    assert gpu["model1_width"] is None and gpu["weight_decay"] == cpu["weight_decay"]
+    assert {k: v for k, v in gpu.items() if k not in ("name", "model1_width", *schedules)} \
+        == {k: v for k, v in cpu.items() if k not in ("name", "model1_width", *schedules)}
+
+
+def test_derived_profiles_are_validated() -> None:
+    from relabel.config import _derived
+
+    with pytest.raises(ValidationError, match="student_init='teacher' needs"):
+        _derived("cpu", name="broken", self_training=False, retrain_init="scratch")
+
+
 def test_the_default_profile_is_demo_on_demo_data_and_cpu_elsewhere(tmp_path: Path) -> None:
     from relabel.config import default_profile
     from relabel.tasks.demodata import generate_demo_data
