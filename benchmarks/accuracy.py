@@ -31,6 +31,7 @@ from typing import Any
 
 from relabel.config import PROFILES, PipelineConfig
 from relabel.fileio import write_json_atomic
+from relabel.hardware import resolve_precision
 from relabel.quiet import parse_args_quietly
 
 
@@ -75,7 +76,9 @@ def run_pipeline(args: argparse.Namespace) -> Path:
 def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     n_val = int(metrics["counts"]["validation"])
-    precision = PROFILES[metrics["profile"]].precision
+    # What trained (runs before train_profile was recorded: the profile as shipped then).
+    precision = (metrics.get("train_profile") or {}).get("precision") or resolve_precision(
+        PROFILES[metrics["profile"]].precision)
     ceiling = ceilings["bfloat16" if precision == "mixed_bfloat16" else "float32"]
     models = []
     for name, score in metrics["scores"].items():

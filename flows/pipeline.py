@@ -44,6 +44,7 @@ from relabel.flows.stages import (
     train_students,
 )
 from relabel.flows.timing import stage_seconds
+from relabel.hardware import precision_note
 from relabel.progress import reporting_to
 from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
 
@@ -81,6 +82,7 @@ def _needs_model1(config: PipelineConfig) -> bool:
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # noqa: B008
     """Train Baseline, Model I and Model II on a dataset and predict its test folder."""
     cache, profile, seed = config.cache_dir, config.train, config.seed
+    get_run_logger().info(precision_note(config.requested_precision))
     started = dt.datetime.now()
     with results_in(cache), reporting_to(PrefectProgressArtifacts()):
         data = ingest_dataset(config.data, cache, config.ingest_workers)
@@ -130,7 +132,8 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 run_name=name, profile=config.profile, data_hash=data.content_hash,
                 dataset_dir=data.directory, cache_dir=str(Path(cache).resolve()),
                 clean_labels_sha256=clean.sha256, config=config.model_dump(mode="json"),
-                counts=split.counts, noise=noise, clean_model=clean_model,
+                train_profile=profile.model_dump(mode="json"), counts=split.counts,
+                noise=noise, clean_model=clean_model,
                 correction=correction, teacher_correction=teacher_correction,
                 students=students, models={m.name: m for m in models},
                 scores={s.name: s for s in scores},

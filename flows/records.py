@@ -140,6 +140,8 @@ class PipelineSummary(BaseModel):
     cache_dir: str
     clean_labels_sha256: str
     config: dict[str, Any]
+    # The profile that trained: overrides applied, precision "auto" resolved for the machine.
+    train_profile: dict[str, Any] = {}
     counts: dict[str, int]
     noise: NoiseReport
     clean_model: CleanModelRef | None = None

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from relabel.constants import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
+from relabel.hardware import resolve_precision
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
 ModelName = Literal[MODEL_KEYS]  # type: ignore[valid-type]
@@ -53,8 +54,10 @@ class TrainProfile(BaseModel):
         False, description="XLA-compile the training step (measured 1.5-2.5x slower on this "
         "CPU; XLA runs are seeded but not bit-deterministic)"
     )
-    precision: Literal["float32", "mixed_bfloat16"] = Field(
-        "float32", description="Keras dtype policy of the network"
+    precision: Literal["auto", "float32", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy of the network; auto: mixed_bfloat16 where "
+        "the hardware computes bfloat16 natively (AVX-512 BF16 or AMX CPUs, Ampere or newer "
+        "GPUs), float32 elsewhere (emulated bfloat16 trains ~10x slower)"
     )
     clean_batch_size: int = Field(
         256, ge=8, description="batch of the clean-fold models (small sets: more steps)"
@@ -119,7 +122,9 @@ PROFILES: dict[str, TrainProfile] = {
         self_training=True, student_epochs=1, student_init="teacher", model1_width=0.25,
     ),
     # The 60-minute budget on a 2-core CPU for the 50,000-image reference set: full-width
-    # airbench in bfloat16 (AVX-512 BF16 on this AMD EPYC, no AMX; ~1.7x float32 here).
+    # airbench in bfloat16 where the CPU has AVX-512 BF16 (AMD EPYC Zen 5: ~1.7x float32).
+    # Elsewhere "auto" trains in float32: on a Zen 3 EPYC (AVX2) bfloat16 is emulated, 10x
+    # slower than float32, and float32 full width makes the run ~2.5x longer than below.
     # Pilots on the reference data (2,000 validation images, SE ~0.8 points):
     # - teacher: one model from scratch on all 8,000 clean training labels, 24 epochs:
     #   82.1%, corrected labels 84.6% (a teacher fine-tuned from a half-data Model I at the
@@ -142,7 +147,7 @@ PROFILES: dict[str, TrainProfile] = {
     # 54.8 min (the run before: 87.5%, 51.6 min); with weight_decay 5e-4: 85.6% ± 0.8 in
     # 52.8 min (earlier: 85.2%, 85.9%).
     "cpu": TrainProfile(
-        name="cpu", width=1.0, batch_size=512, precision="mixed_bfloat16", folds=1,
+        name="cpu", width=1.0, batch_size=512, precision="auto", folds=1,
         model1_width=0.5, noisy_epochs=2, clean_epochs=20, clean_batch_size=256,
         clean_init="scratch", self_training=True, student_init="teacher", student_epochs=8,
         teacher_weight=0.3, retrain_epochs=6, retrain_init="student", weight_decay=1e-2,
@@ -227,11 +232,17 @@ class PipelineConfig(BaseModel):
 
     @property
     def train(self) -> TrainProfile:
-        """The profile with `overrides` applied (validated like the profile itself)."""
-        base = PROFILES[self.profile]
-        if not self.overrides:
-            return base
-        return TrainProfile.model_validate({**base.model_dump(), **self.overrides})
+        """The profile with `overrides` applied (validated like the profile itself) and
+        precision "auto" resolved for this machine, so that the logged config and the stage
+        cache keys name the precision that actually trains."""
+        fields = {**PROFILES[self.profile].model_dump(), **self.overrides}
+        fields["precision"] = resolve_precision(fields["precision"])
+        return TrainProfile.model_validate(fields)
+
+    @property
+    def requested_precision(self) -> str:
+        """The profile's precision before "auto" is resolved."""
+        return self.overrides.get("precision", PROFILES[self.profile].precision)
 
     def flat_params(self) -> dict[str, str]:
         """The config and its profile as flat `key: str` pairs, for MLflow params."""

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from relabel.config import TrainProfile
 from relabel.constants import NUM_CLASSES
+from relabel.hardware import resolve_precision
 from relabel.progress import track
 from relabel.tasks.models import build_model, forward_flops, init_whitening
 
@@ -236,7 +237,7 @@ def train_classifier(
         global_batch / REFERENCE_BATCH)
 
     with strategy.scope():
-        keras.mixed_precision.set_global_policy(profile.precision)
+        keras.mixed_precision.set_global_policy(resolve_precision(profile.precision))
         model = build_model(profile.architecture, profile.width, soft.shape[1])
         keras.mixed_precision.set_global_policy("float32")
         if initial_model is not None:

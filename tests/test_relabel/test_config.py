@@ -38,7 +38,19 @@ def test_profile_overrides_apply_typed_and_are_logged() -> None:
     assert config.train.retrain_epochs == 20 and config.train.tta is False
     assert config.train.noisy_epochs == PROFILES["cpu"].noisy_epochs
     assert config.flat_params()["train.retrain_epochs"] == "20"
-    assert PipelineConfig(profile="cpu").train is PROFILES["cpu"]
+    assert PipelineConfig(profile="smoke").train == PROFILES["smoke"]
+
+
+def test_auto_precision_is_resolved_in_the_trained_and_logged_profile() -> None:
+    from relabel.hardware import resolve_precision
+
+    config = PipelineConfig(profile="cpu")
+    assert PROFILES["cpu"].precision == "auto" and config.requested_precision == "auto"
+    assert config.train.precision == resolve_precision("auto") != "auto"
+    assert config.flat_params()["train.precision"] == config.train.precision
+    assert {**config.train.model_dump(), "precision": "auto"} == PROFILES["cpu"].model_dump()
+    forced = PipelineConfig(profile="cpu", overrides={"precision": "float32"})
+    assert forced.train.precision == "float32" and forced.requested_precision == "float32"
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
