@@ -35,8 +35,14 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
-def gpu_compute_capabilities() -> list[tuple[int, int]]:
-    """Compute capability of each GPU TensorFlow sees (empty on a CPU-only machine)."""
+def gpu_compute_capabilities(dev: Path = Path("/dev")) -> list[tuple[int, int]]:
+    """Compute capability of each GPU TensorFlow sees (empty on a CPU-only machine).
+
+    TensorFlow trains only on NVIDIA GPUs, which need the driver's /dev/nvidia* nodes; without
+    them it is not imported (5-6 s that a cached rerun would otherwise spend on this question).
+    """
+    if not any(dev.glob("nvidia[0-9]*")):
+        return []
     import tensorflow as tf
 
     capabilities = []

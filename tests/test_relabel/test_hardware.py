@@ -9,6 +9,7 @@ import pytest
 from relabel.hardware import (
     cpu_flags,
     fastest_precision,
+    gpu_compute_capabilities,
     precision_note,
     resolve_precision,
 )
@@ -52,3 +53,16 @@ def test_the_log_line_says_why_for_auto() -> None:
     assert precision_note("float32") == "training precision: float32"
     assert precision_note("auto").startswith(f"training precision: {resolve_precision('auto')}"
                                              " (auto: ")
+
+
+def test_no_nvidia_device_means_no_gpu_without_importing_tensorflow(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "null").touch()
+    assert gpu_compute_capabilities(tmp_path) == []
+    # In a fresh interpreter: answering costs no TensorFlow import on a CPU-only machine.
+    code = ("import sys; from pathlib import Path; from relabel.hardware import "
+            "gpu_compute_capabilities as g; assert g(Path(sys.argv[1])) == []; "
+            "assert 'tensorflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
