@@ -31,7 +31,6 @@ from typing import Any
 
 from relabel.config import PROFILES, PipelineConfig
 from relabel.fileio import write_json_atomic
-from relabel.hardware import resolve_precision
 from relabel.quiet import parse_args_quietly
 
 
@@ -76,10 +75,11 @@ def run_pipeline(args: argparse.Namespace) -> Path:
 def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     n_val = int(metrics["counts"]["validation"])
-    # What trained (runs before train_profile was recorded: the profile as shipped then).
-    precision = (metrics.get("train_profile") or {}).get("precision") or resolve_precision(
-        PROFILES[metrics["profile"]].precision)
-    ceiling = ceilings["bfloat16" if precision == "mixed_bfloat16" else "float32"]
+    # What trained; runs from before train_profile was recorded do not say (their profile
+    # may have changed since), so they get no fraction of the ceiling.
+    precision = (metrics.get("train_profile") or {}).get("precision", "not recorded")
+    ceiling = {"mixed_bfloat16": ceilings["bfloat16"], "float32": ceilings["float32"]}.get(
+        precision)
     models = []
     for name, score in metrics["scores"].items():
         trained = metrics["models"].get(name, {}).get("metrics", {})
@@ -91,7 +91,7 @@ def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
             "train_seconds": trained.get("seconds"),
             "images_per_second": trained.get("images_per_second"),
             "gflops_per_second": gflops,
-            "fraction_of_ceiling": gflops / ceiling if gflops else None,
+            "fraction_of_ceiling": gflops / ceiling if gflops and ceiling else None,
         })
     correction = (metrics.get("correction") or {}).get("metrics", {})
     corrected = correction.get("validation_correction_accuracy")

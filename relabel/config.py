@@ -236,9 +236,8 @@ class PipelineConfig(BaseModel):
         """The profile with `overrides` applied (validated like the profile itself) and
         precision "auto" resolved for this machine, so that the logged config and the stage
         cache keys name the precision that actually trains."""
-        fields = {**PROFILES[self.profile].model_dump(), **self.overrides}
-        fields["precision"] = resolve_precision(fields["precision"])
-        return TrainProfile.model_validate(fields)
+        return _derived(self.profile, **{
+            **self.overrides, "precision": resolve_precision(self.requested_precision)})
 
     @property
     def requested_precision(self) -> str:
