@@ -44,7 +44,6 @@ from relabel.flows.stages import (
     train_students,
 )
 from relabel.flows.timing import stage_seconds
-from relabel.hardware import precision_note
 from relabel.progress import reporting_to
 from relabel.tracking import finish_tracking, mark_failed_hook, start_tracking
 
@@ -82,7 +81,7 @@ def _needs_model1(config: PipelineConfig) -> bool:
 def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # noqa: B008
     """Train Baseline, Model I and Model II on a dataset and predict its test folder."""
     cache, profile, seed = config.cache_dir, config.train, config.seed
-    get_run_logger().info(precision_note(config.requested_precision))
+    get_run_logger().info(config.precision_note())
     started = dt.datetime.now()
     with results_in(cache), reporting_to(PrefectProgressArtifacts()):
         data = ingest_dataset(config.data, cache, config.ingest_workers)

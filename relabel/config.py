@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from relabel.constants import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
-from relabel.hardware import resolve_precision
+from relabel.hardware import precision_note, resolve_precision
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
 ModelName = Literal[MODEL_KEYS]  # type: ignore[valid-type]
@@ -176,6 +176,17 @@ PROFILES["demo"] = _derived("cpu", name="demo", width=0.25, model1_width=None,
                             retrain_epochs=3)
 PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 
+# Where precision "auto" resolves to float32 (no native bfloat16: an AVX2-only CPU such as a
+# Zen 3 EPYC), these profile fields change so that the profile keeps its time budget. The
+# cpu recipe at full width in float32 trains at 113 images/s on a 2-core Zen 3 (2.5-3 h);
+# at width 0.375 at 493 images/s, 0.5 at 264, 0.625 at 210 (`benchmarks/train_speed.py
+# --configs airbench:0.375 airbench:0.5 --precisions float32 --xla off --steps 6`). The
+# whole run at width 0.5 took 79.7 min (Model II 85.8% +- 0.8), so 0.375, with the same
+# schedules, Model I included. An explicit precision or width (`--set`) wins.
+FLOAT32_BUDGET: dict[str, dict[str, Any]] = {
+    "cpu": {"width": 0.375, "model1_width": 0.375},
+}
+
 
 def default_profile(data: str) -> ProfileName:
     """The profile a run gets when none is named: `demo` on the generated demo data (the
@@ -237,7 +248,25 @@ class PipelineConfig(BaseModel):
         precision "auto" resolved for this machine, so that the logged config and the stage
         cache keys name the precision that actually trains."""
         return _derived(self.profile, **{
-            **self.overrides, "precision": resolve_precision(self.requested_precision)})
+            **self.float32_budget, **self.overrides,
+            "precision": resolve_precision(self.requested_precision)})
+
+    @property
+    def float32_budget(self) -> dict[str, Any]:
+        """Profile changes that keep the time budget where "auto" resolves to float32."""
+        if self.requested_precision != "auto" or resolve_precision("auto") != "float32":
+            return {}
+        changes = FLOAT32_BUDGET.get(self.profile, {})
+        return {key: value for key, value in changes.items() if key not in self.overrides}
+
+    def precision_note(self) -> str:
+        """One log line: the training precision, why, and what float32 changed."""
+        note = precision_note(self.requested_precision)
+        if self.float32_budget:
+            changes = ", ".join(f"{key}={value}" for key, value in self.float32_budget.items())
+            note += (f"; to keep its time budget in float32 the {self.profile} profile trains "
+                     f"with {changes} (`--set` overrides)")
+        return note
 
     @property
     def requested_precision(self) -> str:

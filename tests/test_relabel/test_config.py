@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from relabel.config import PROFILES, PipelineConfig, TrainProfile
+from relabel.config import FLOAT32_BUDGET, PROFILES, PipelineConfig, TrainProfile
 
 
 def test_defaults_validate_and_flatten() -> None:
@@ -48,9 +48,28 @@ def test_auto_precision_is_resolved_in_the_trained_and_logged_profile() -> None:
     assert PROFILES["cpu"].precision == "auto" and config.requested_precision == "auto"
     assert config.train.precision == resolve_precision("auto") != "auto"
     assert config.flat_params()["train.precision"] == config.train.precision
-    assert {**config.train.model_dump(), "precision": "auto"} == PROFILES["cpu"].model_dump()
     forced = PipelineConfig(profile="cpu", overrides={"precision": "float32"})
     assert forced.train.precision == "float32" and forced.requested_precision == "float32"
+
+
+@pytest.mark.parametrize("native", ["mixed_bfloat16", "float32"])
+def test_cpu_profile_narrows_where_auto_resolves_to_float32(
+        native: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relabel.config
+
+    monkeypatch.setattr(relabel.config, "resolve_precision",
+                        lambda requested: native if requested == "auto" else requested)
+    trained = PipelineConfig(profile="cpu").train.model_dump()
+    budget = FLOAT32_BUDGET["cpu"] if native == "float32" else {}
+    assert trained == {**PROFILES["cpu"].model_dump(), **budget, "precision": native}
+    assert budget == {} or trained["width"] < PROFILES["cpu"].width
+    note = PipelineConfig(profile="cpu").precision_note()
+    assert ("width=0.375" in note) == (native == "float32")
+    # An explicit precision or field wins over the budget; other profiles have none.
+    assert PipelineConfig(profile="cpu", overrides={"precision": "float32"}).train.width \
+        == PROFILES["cpu"].width
+    assert PipelineConfig(profile="cpu", overrides={"width": 0.5}).train.width == 0.5
+    assert PipelineConfig(profile="gpu").train.width == PROFILES["gpu"].width
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
