@@ -66,7 +66,8 @@ class TrainResult:
 
 # One TensorFlow computation at a time per process. Concurrent trainings in one process
 # segfault while one builds a model and another trains, or die with AlreadyExistsError on
-# grappler's per-step temporary variables (tests/test_train.py reproduces both). The lock
+# grappler's per-step temporary variables (tests/test_tasks/test_train.py reproduces the
+# collision deterministically and checks that trainings on two threads take turns). The lock
 # also serialises seeding and model building, which touch process-wide state (Python's RNG,
 # the mixed-precision policy). Re-entrant: training evaluates with `predict_proba`.
 TENSORFLOW_LOCK = threading.RLock()
