@@ -63,6 +63,7 @@ def test_cpu_profile_narrows_where_auto_resolves_to_float32(
     budget = FLOAT32_BUDGET["cpu"] if native == "float32" else {}
     assert trained == {**PROFILES["cpu"].model_dump(), **budget, "precision": native}
     assert budget == {} or trained["width"] < PROFILES["cpu"].width
+    assert budget == {} or trained["student_epochs"] > PROFILES["cpu"].student_epochs
     note = PipelineConfig(profile="cpu").precision_note()
     assert ("width=0.375" in note) == (native == "float32")
     # An explicit precision or field wins over the budget; other profiles have none.
