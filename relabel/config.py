@@ -267,9 +267,9 @@ class PipelineConfig(BaseModel):
 
     def precision_note(self) -> str:
         """One log line: the training precision, why, and what float32 changed."""
-        note = precision_note(self.requested_precision)
-        if self.float32_budget:
-            changes = ", ".join(f"{key}={value}" for key, value in self.float32_budget.items())
+        note, budget = precision_note(self.requested_precision), self.float32_budget
+        if budget:
+            changes = ", ".join(f"{key}={value}" for key, value in budget.items())
             note += (f"; to keep its time budget in float32 the {self.profile} profile trains "
                      f"with {changes} (`--set` overrides)")
         return note

@@ -271,10 +271,12 @@ def test_overlapping_tensorflow_steps_collide_on_per_step_temporaries():
         finally:
             release.set()
 
-    first = threading.Thread(target=step_with_a_temporary, args=(x,))
-    second = threading.Thread(target=second_step)
-    first.start(), second.start()
-    first.join(), second.join()
+    threads = [threading.Thread(target=step_with_a_temporary, args=(x,)),
+               threading.Thread(target=second_step)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert len(errors) == 1 and isinstance(errors[0], tf.errors.AlreadyExistsError), errors
     assert "__per_step_0/tmp_var" in str(errors[0])
     step_with_a_temporary(x)  # one step at a time is fine
