@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from relabel.constants import DEFAULT_CACHE_DIR, MODEL_KEYS, PROFILE_NAMES
-from relabel.hardware import precision_note, resolve_precision
+from relabel.hardware import ComputeTier, machine_tier, precision_note, resolve_precision
 from relabel.run_folders import DEFAULT_RUNS_DIR
 
 ModelName = Literal[MODEL_KEYS]  # type: ignore[valid-type]
@@ -124,7 +124,8 @@ PROFILES: dict[str, TrainProfile] = {
     # The 60-minute budget on a 2-core CPU for the 50,000-image reference set: full-width
     # airbench in bfloat16 where the CPU has AVX-512 BF16 (AMD EPYC Zen 5: ~1.7x float32).
     # Elsewhere "auto" trains in float32 (on a Zen 3 EPYC, AVX2, bfloat16 is emulated, 10x
-    # slower than float32) and FLOAT32_BUDGET narrows the network to keep the hour.
+    # slower than float32) and TIER_BUDGETS narrows the network to keep the hour; on a CPU
+    # with AMX (~1.9x the Zen 5's images/s) TIER_BUDGETS lengthens the schedules instead.
     # Pilots on the reference data (2,000 validation images, SE ~0.8 points):
     # - teacher: one model from scratch on all 8,000 clean training labels, 24 epochs:
     #   82.1%, corrected labels 84.6% (a teacher fine-tuned from a half-data Model I at the
@@ -176,8 +177,11 @@ PROFILES["demo"] = _derived("cpu", name="demo", width=0.25, model1_width=None,
                             retrain_epochs=3)
 PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 
-# Where precision "auto" resolves to float32 (no native bfloat16: an AVX2-only CPU such as a
-# Zen 3 EPYC), these profile fields change so that the profile keeps its time budget. The
+# Profile fields that change with the hardware "auto" trains on (`relabel.hardware.
+# compute_tier`) so that the profile keeps its time budget; the base profiles are sized for
+# native bfloat16 vector units (the Zen 5). An explicit precision or field (`--set`) wins.
+#
+# float32 (no native bfloat16: an AVX2-only CPU such as a Zen 3 EPYC). The
 # cpu recipe at full width in float32 trains at 113 images/s on a 2-core Zen 3 (2.5-3 h);
 # at width 0.375 at 493 images/s, 0.5 at 264, 0.625 at 210 (`benchmarks/train_speed.py
 # --configs airbench:0.375 airbench:0.5 --precisions float32 --xla off --steps 6`; 0.4375:
@@ -188,9 +192,23 @@ PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 #   labels 84.05%, the teacher alone 81.9%;
 # - and a 30-epoch teacher, 10-epoch students (below): 43.0 min, Model II 84.35% +- 0.81,
 #   labels 84.85%, the teacher alone 83.1%.
-# An explicit precision or field (`--set`) wins.
-FLOAT32_BUDGET: dict[str, dict[str, Any]] = {
-    "cpu": {"width": 0.375, "model1_width": 0.375, "clean_epochs": 30, "student_epochs": 10},
+#
+# amx (an Intel Xeon with AMX bfloat16 tiles, family 6 model 207): full width trains at
+# 452-586 images/s in bfloat16 (`benchmarks/train_speed.py --configs airbench:1.0
+# --precisions bfloat16 --xla off --steps 6`, one session: the speed varies by a quarter
+# within the hour; the Zen 5 trained at ~307 in a whole run), so the schedules grow into the
+# hour. A whole run with a 40-epoch teacher, 12-epoch students and a 10-epoch Model II
+# (fresh cache): 55.3 min, Model II 88.35% +- 0.72, labels 87.95%, the teacher alone 86.4%
+# (stage minutes: teacher 11.4, students 22.3, Model II 19.5 at 408 images/s): too close
+# to the hour for a machine whose speed varies, so students and Model II get 2 epochs less.
+TIER_BUDGETS: dict[ComputeTier, dict[str, dict[str, Any]]] = {
+    "float32": {
+        "cpu": {"width": 0.375, "model1_width": 0.375, "clean_epochs": 30,
+                "student_epochs": 10},
+    },
+    "amx": {
+        "cpu": {"clean_epochs": 40, "student_epochs": 10, "retrain_epochs": 8},
+    },
 }
 
 
@@ -254,24 +272,25 @@ class PipelineConfig(BaseModel):
         precision "auto" resolved for this machine, so that the logged config and the stage
         cache keys name the precision that actually trains."""
         return _derived(self.profile, **{
-            **self.float32_budget, **self.overrides,
+            **self.hardware_budget, **self.overrides,
             "precision": resolve_precision(self.requested_precision)})
 
     @property
-    def float32_budget(self) -> dict[str, Any]:
-        """Profile changes that keep the time budget where "auto" resolves to float32."""
-        if self.requested_precision != "auto" or resolve_precision("auto") != "float32":
+    def hardware_budget(self) -> dict[str, Any]:
+        """Profile changes that keep the time budget on this machine's compute tier (only
+        where the precision is "auto"; `--set` fields win)."""
+        if self.requested_precision != "auto":
             return {}
-        changes = FLOAT32_BUDGET.get(self.profile, {})
+        changes = TIER_BUDGETS.get(machine_tier(), {}).get(self.profile, {})
         return {key: value for key, value in changes.items() if key not in self.overrides}
 
     def precision_note(self) -> str:
-        """One log line: the training precision, why, and what float32 changed."""
-        note, budget = precision_note(self.requested_precision), self.float32_budget
+        """One log line: the training precision, why, and what the hardware tier changed."""
+        note, budget = precision_note(self.requested_precision), self.hardware_budget
         if budget:
             changes = ", ".join(f"{key}={value}" for key, value in budget.items())
-            note += (f"; to keep its time budget in float32 the {self.profile} profile trains "
-                     f"with {changes} (`--set` overrides)")
+            note += (f"; to keep its time budget on this hardware ({machine_tier()}) the "
+                     f"{self.profile} profile trains with {changes} (`--set` overrides)")
         return note
 
     @property

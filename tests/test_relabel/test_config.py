@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from relabel.config import FLOAT32_BUDGET, PROFILES, PipelineConfig, TrainProfile
+from relabel.config import PROFILES, TIER_BUDGETS, PipelineConfig, TrainProfile
 
 
 def test_defaults_validate_and_flatten() -> None:
@@ -52,24 +52,31 @@ def test_auto_precision_is_resolved_in_the_trained_and_logged_profile() -> None:
     assert forced.train.precision == "float32" and forced.requested_precision == "float32"
 
 
-@pytest.mark.parametrize("native", ["mixed_bfloat16", "float32"])
-def test_cpu_profile_narrows_where_auto_resolves_to_float32(
-        native: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("tier", "native"), [
+    ("bfloat16", "mixed_bfloat16"), ("float32", "float32"), ("amx", "mixed_bfloat16")])
+def test_cpu_profile_keeps_its_budget_on_each_compute_tier(
+        tier: str, native: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import relabel.config
 
+    monkeypatch.setattr(relabel.config, "machine_tier", lambda: tier)
     monkeypatch.setattr(relabel.config, "resolve_precision",
                         lambda requested: native if requested == "auto" else requested)
     trained = PipelineConfig(profile="cpu").train.model_dump()
-    budget = FLOAT32_BUDGET["cpu"] if native == "float32" else {}
+    budget = TIER_BUDGETS.get(tier, {}).get("cpu", {})
     assert trained == {**PROFILES["cpu"].model_dump(), **budget, "precision": native}
-    assert budget == {} or trained["width"] < PROFILES["cpu"].width
-    assert budget == {} or trained["student_epochs"] > PROFILES["cpu"].student_epochs
+    base = PROFILES["cpu"]
+    # float32 narrows the network; AMX trains longer at full width; the Zen 5 is the base.
+    assert (trained["width"] < base.width) == (tier == "float32")
+    assert (trained["clean_epochs"] > base.clean_epochs) == (tier != "bfloat16")
+    assert (trained["retrain_epochs"] > base.retrain_epochs) == (tier == "amx")
     note = PipelineConfig(profile="cpu").precision_note()
-    assert ("width=0.375" in note) == (native == "float32")
+    assert (f"on this hardware ({tier})" in note) == (tier != "bfloat16")
+    assert ("width=0.375" in note) == (tier == "float32")
     # An explicit precision or field wins over the budget; other profiles have none.
-    assert PipelineConfig(profile="cpu", overrides={"precision": "float32"}).train.width \
-        == PROFILES["cpu"].width
+    assert PipelineConfig(profile="cpu", overrides={"precision": "float32"}).train \
+        == TrainProfile.model_validate({**base.model_dump(), "precision": "float32"})
     assert PipelineConfig(profile="cpu", overrides={"width": 0.5}).train.width == 0.5
+    assert PipelineConfig(profile="cpu", overrides={"clean_epochs": 7}).train.clean_epochs == 7
     assert PipelineConfig(profile="gpu").train.width == PROFILES["gpu"].width
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from relabel.hardware import (
+    compute_tier,
     cpu_flags,
     fastest_precision,
     gpu_compute_capabilities,
@@ -31,6 +32,18 @@ SAPPHIRE_RAPIDS = ZEN3 | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 def test_fastest_precision(flags: frozenset[str], gpus: list[tuple[int, int]],
                            expected: str) -> None:
     assert fastest_precision(flags, gpus) == expected
+
+
+@pytest.mark.parametrize(("flags", "gpus", "expected"), [
+    (ZEN3, [], "float32"),
+    (ZEN5, [], "bfloat16"),
+    (SAPPHIRE_RAPIDS, [], "amx"),
+    (SAPPHIRE_RAPIDS, [(9, 0)], "bfloat16"),  # TensorFlow trains on the GPU, not the tiles
+    (SAPPHIRE_RAPIDS, [(7, 5)], "float32"),
+])
+def test_compute_tier(flags: frozenset[str], gpus: list[tuple[int, int]],
+                      expected: str) -> None:
+    assert compute_tier(flags, gpus) == expected
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
