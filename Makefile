@@ -29,8 +29,8 @@ install: $(STAMP)
 $(DEMO_DATA)/noisy_labels.csv: | $(STAMP)
 	$(BIN)/relabel demo-data $(DEMO_DATA) --overwrite
 
-# demo: Model II reaches ~97% on the demo data in 1.3 min on an AVX-512 BF16 CPU, 3 min in
-# float32 on an AVX2 one (a cached rerun: 9-13 s);
+# demo: Model II reaches ~97% on the demo data in 1.3 min on an AVX-512 BF16 CPU, 1.1-1.6 min
+# on an AMX one, 3 min in float32 on an AVX2 one (a cached rerun: 7-13 s);
 # smoke: ~1.5 minutes, ~55%.
 PROFILE ?= demo
 PORT ?= 4200
