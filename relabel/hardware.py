@@ -86,11 +86,19 @@ def machine_tier() -> ComputeTier:
     return compute_tier(cpu_flags(), gpu_compute_capabilities())
 
 
+AUTO_PRECISION_REASONS: dict[ComputeTier, str] = {
+    "float32": "no native bfloat16 here (that needs an AVX-512 BF16 or AMX CPU, or an Ampere "
+               "or newer GPU); emulated, it trains ~10x slower",
+    "bfloat16": "this machine computes bfloat16 natively",
+    "amx": "this machine computes bfloat16 natively, on AMX tiles",
+}
+
+
 @functools.cache
 def resolve_precision(requested: str) -> Precision:
     """`requested` itself, or for "auto" the fastest precision on this machine."""
-    if requested == "auto":
-        return fastest_precision(cpu_flags(), gpu_compute_capabilities())
+    if requested == "auto":  # derived from the tier: one reading of the hardware
+        return "float32" if machine_tier() == "float32" else "mixed_bfloat16"
     if requested not in ("float32", "mixed_bfloat16"):
         raise ValueError(f"precision: expected auto, float32 or mixed_bfloat16, got {requested!r}")
     return requested  # type: ignore[return-value]
@@ -101,9 +109,5 @@ def precision_note(requested: str) -> str:
     resolved = resolve_precision(requested)
     if requested != "auto":
         return f"training precision: {resolved}"
-    native = ("this machine computes bfloat16 natively, on AMX tiles" if machine_tier() == "amx"
-              else "this machine computes bfloat16 natively")
-    why = (native if resolved == "mixed_bfloat16" else
-           "no native bfloat16 here (that needs an AVX-512 BF16 or AMX CPU, or an Ampere or "
-           "newer GPU); emulated, it trains ~10x slower")
+    why = AUTO_PRECISION_REASONS[machine_tier()]
     return f"training precision: {resolved} (auto: {why})"
