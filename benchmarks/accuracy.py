@@ -106,6 +106,8 @@ def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
         "noisy_label_accuracy": noisy, "correction": correction,
         "teacher_label_accuracy": (metrics.get("teacher_correction") or {}).get(
             "validation_correction_accuracy"),
+        "round_label_accuracies": [r.get("validation_correction_accuracy")
+                                   for r in metrics.get("round_corrections") or []],
         "noise_rate": metrics["noise"]["overall_noise_rate"],
         "stage_seconds": metrics.get("stage_seconds", {}),
         "matmul_gflops": ceilings, "training_precision": precision,
@@ -134,6 +136,10 @@ def print_report(result: dict[str, Any]) -> None:
     if teacher is not None:
         print(f"  (the teacher alone, before self-training: {teacher:.2%} ± "
               f"{standard_error(teacher, result['validation_images']):.2%})")
+    rounds = result.get("round_label_accuracies") or []
+    if len(rounds) > 1:
+        print("  (after each self-training round: " + ", ".join(
+            f"{a:.2%}" for a in rounds if a is not None) + ")")
     print(f"estimated noise rate: {result['noise_rate']:.2%}")
     if result["stage_seconds"]:
         stages = ", ".join(f"{k} {v / 60:.1f}" for k, v in result["stage_seconds"].items())

@@ -1,8 +1,8 @@
 """The relabel pipeline as one Prefect flow: the old notebook's sections, in order.
 
 ingest -> explore noise -> features -> baseline -> Model I -> clean model (the teacher: one
-model, or k folds) -> label correction -> [cross-fitted students -> correction again] ->
-retrain (Model II) -> score -> predict the test folder.
+model, or k folds) -> label correction -> [cross-fitted students -> correction again, per
+self-training round] -> retrain (Model II) -> score -> predict the test folder.
 
 Every stage is a task in flows/stages.py, cached on its inputs' hashes, the profile fields it
 reads and the code it runs (flows/code_keys.py), so a rerun skips straight to the first
@@ -95,8 +95,10 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
             features = extract_features(data.images, data.test_images, cache)
             baseline = model1 = model2 = clean_model = correction = None
             folds: list[FoldRef] = []
-            students: list[StudentRef] = []
+            students: list[StudentRef] = []  # every round's
+            latest: list[StudentRef] = []  # the last round's
             teacher_correction: dict[str, float] = {}
+            round_corrections: list[dict[str, float]] = []
             if "baseline" in config.models:
                 baseline = train_baseline(features, data.noisy_labels, split, seed, cache)
             if _needs_model1(config):
@@ -109,20 +111,27 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 correction = correct_noisy_labels(clean_model, data.noisy_labels, clean, noise,
                                                   split, config.correction, config.threshold,
                                                   profile, cache)
-                if profile.self_training:
+                rounds = profile.self_training_rounds if profile.self_training else 0
+                if rounds:
                     teacher_correction = correction.metrics
-                    students = train_students(make_task_runner(config), data.images, clean,
-                                              split, correction, profile, seed, cache,
-                                              teacher=folds[0].model)
-                    mixed = combine_students(clean_model, students, split,
-                                             profile.teacher_weight, cache)
+                for round_number in range(1, rounds + 1):
+                    latest = train_students(make_task_runner(config), data.images, clean,
+                                            split, correction, profile, seed, cache,
+                                            teacher=folds[0].model,
+                                            previous=latest or None)
+                    students += latest
+                    mixed = combine_students(clean_model, latest, split,
+                                             profile.teacher_weight, cache,
+                                             round_number=round_number)
                     correction = correct_noisy_labels(mixed, data.noisy_labels, clean, noise,
                                                       split, config.correction,
                                                       config.threshold, profile, cache,
-                                                      evidence="students")
+                                                      evidence="students",
+                                                      round_number=round_number)
+                    round_corrections.append(correction.metrics)
                 model2 = retrain_model2(data.images, clean, split, correction, model1, profile,
                                         seed, cache,
-                                        student=students[0].model if students else None)
+                                        student=latest[0].model if latest else None)
             models = [m for m, key in ((baseline, "baseline"), (model1, "model1"),
                                        (model2, "model2")) if m and key in config.models]
             scores = [score_model(m, data, clean, features, split, profile, cache)
@@ -134,6 +143,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                 train_profile=profile.model_dump(mode="json"), counts=split.counts,
                 noise=noise, clean_model=clean_model,
                 correction=correction, teacher_correction=teacher_correction,
+                round_corrections=round_corrections,
                 students=students, models={m.name: m for m in models},
                 scores={s.name: s for s in scores},
             )

@@ -88,6 +88,7 @@ class StudentRef(BaseModel):
     validation images (`predict_idx`, `predict_proba`)."""
 
     half: int
+    round_number: int = 1
     model: TrainedModel
     predict_idx: Artifact
     predict_proba: Artifact
@@ -148,7 +149,9 @@ class PipelineSummary(BaseModel):
     correction: CorrectionRef | None = None  # the labels Model II trained on
     # With self-training: the teacher-only correction's metrics (what the students improved).
     teacher_correction: dict[str, float] = {}
-    students: list[StudentRef] = []
+    # Each self-training round's correction metrics, in order (the last: `correction`'s).
+    round_corrections: list[dict[str, float]] = []
+    students: list[StudentRef] = []  # every round's, in order
     models: dict[str, TrainedModel] = {}
     scores: dict[str, ModelScores] = {}
     outputs: dict[str, str] = {}

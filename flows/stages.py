@@ -81,6 +81,8 @@ def stage_name(title: str) -> Callable[..., str]:
             detail = f" {parameters['half']}"
         elif parameters.get("evidence") == "students":
             detail = " again (teacher + students)"
+        if parameters.get("round_number", 1) > 1:
+            detail += f" round {parameters['round_number']}"
         elif isinstance(parameters.get("model"), TrainedModel):
             detail = f" {parameters['model'].name}"
         label = _current_run_label()
@@ -429,12 +431,13 @@ def correct_noisy_labels(
     clean_model: CleanModelRef, noisy_labels: Artifact, clean_labels: Artifact,
     noise: NoiseReport, split: SplitRef, method: Literal["posterior", "threshold"],
     threshold: float, profile: TrainProfile, cache_dir: Path,
-    evidence: Literal["teacher", "students"] = "teacher",
+    evidence: Literal["teacher", "students"] = "teacher", round_number: int = 1,
 ) -> CorrectionRef:
     """New labels for the noisy training images, from the clean model's probabilities
     (temperature fitted to the noisy labels' likelihood) and the noisy label: the posterior
     under T, or the old notebook's confidence threshold; `profile.keep_fraction` per class.
-    `evidence` names where `clean_model` came from (the teacher, or teacher + students)."""
+    `evidence` names where `clean_model` came from (the teacher, or teacher + students of
+    self-training round `round_number`; both only name the task run)."""
     from relabel.tasks.correct import correct_noisy_images
 
     correction, metrics = correct_noisy_images(
@@ -466,20 +469,33 @@ def _correction(correction: CorrectionRef) -> Any:
 def train_student(
     images: Artifact, clean_labels: Artifact, split: SplitRef, correction: CorrectionRef,
     half: int, profile: TrainProfile, seed: int, cache_dir: Path,
-    teacher: TrainedModel | None = None,
+    teacher: TrainedModel | None = None, round_number: int = 1,
+    previous: TrainedModel | None = None,
 ) -> StudentRef:
-    """One cross-fitted student: clean labels + noisy half `half` with the teacher's
-    corrected labels (starting from the teacher's weights when `profile.student_init`
-    says so); scores the other half and the validation images."""
+    """One cross-fitted student: clean labels + noisy half `half` with the corrected labels
+    of `correction`; scores the other half and the validation images. In round 1 it starts
+    from the teacher's weights when `profile.student_init` says so; in later rounds from
+    `previous`, the same half's student of the round before."""
     from relabel.tasks.self_training import train_student as fit_student
 
+    if (round_number > 1) != (previous is not None):
+        raise ValueError(f"round {round_number}: a student continues the round before's "
+                         "student from round 2 on, and only then")
+    if previous is not None:
+        from relabel.tasks.train import load_model
+
+        initial_model = load_model(previous.model.local_path())
+    else:
+        initial_model = _initial_model(None, profile.student_init, teacher=teacher)
     result = fit_student(
         load_array(images, mmap=True), load_array(split.train_idx), load_array(clean_labels),
         load_array(correction.noisy_idx), load_array(correction.targets),
-        load_array(split.val_idx), half, profile, seed,
-        initial_model=_initial_model(None, profile.student_init, teacher=teacher))
+        load_array(split.val_idx), half, profile, seed, round_number=round_number,
+        initial_model=initial_model)
+    name = f"student {half}" + (f" round {round_number}" if round_number > 1 else "")
     return StudentRef(
-        half=half, model=_keras_record(f"student {half}", result.train, cache_dir),
+        half=half, round_number=round_number,
+        model=_keras_record(name, result.train, cache_dir),
         predict_idx=save_array(cache_dir, "self-training", result.predict_idx),
         predict_proba=save_array(cache_dir, "self-training", result.predict_proba),
     )
@@ -488,17 +504,24 @@ def train_student(
 def train_students(
     runner: TaskRunner, images: Artifact, clean_labels: Artifact, split: SplitRef,
     correction: CorrectionRef, profile: TrainProfile, seed: int, cache_dir: Path,
-    teacher: TrainedModel | None = None,
+    teacher: TrainedModel | None = None, previous: list[StudentRef] | None = None,
 ) -> list[StudentRef]:
-    """Both students as task runs on `runner` (one after the other on the thread runner);
-    `teacher` (the first clean-model fold) is their start when `profile.student_init`
-    says so."""
+    """Both students of one self-training round as task runs on `runner` (one after the
+    other on the thread runner). Round 1 (`previous` None): `teacher` (the first
+    clean-model fold) is their start when `profile.student_init` says so. A later round
+    continues `previous`, the round before's students, one per half."""
     from relabel.tasks.self_training import HALVES
 
+    by_half = {s.half: s for s in previous or []}
+    if previous and sorted(by_half) != list(range(HALVES)):
+        raise ValueError(f"previous: need one student per half, got {sorted(by_half)}")
+    round_number = previous[0].round_number + 1 if previous else 1
     return _fan_out(runner, train_student, [
         dict(images=images, clean_labels=clean_labels, split=split, correction=correction,
              half=half, profile=profile, seed=seed, cache_dir=cache_dir,
-             teacher=teacher if profile.student_init == "teacher" else None)
+             teacher=teacher if profile.student_init == "teacher" and not previous else None,
+             round_number=round_number,
+             previous=by_half[half].model if previous else None)
         for half in range(HALVES)])
 
 
@@ -506,10 +529,11 @@ def train_students(
             task_run_name=stage_name("Combine teacher and students"))
 def combine_students(
     teacher: CleanModelRef, students: list[StudentRef], split: SplitRef,
-    teacher_weight: float, cache_dir: Path,
+    teacher_weight: float, cache_dir: Path, round_number: int = 1,
 ) -> CleanModelRef:
     """New p(true label | image) for the correction: each noisy image's teacher
-    probabilities mixed with those of the student that never saw it."""
+    probabilities mixed with those of the student that never saw it (`students`: one
+    round's; `round_number` only names the task run)."""
     from relabel.tasks.self_training import StudentResult
     from relabel.tasks.self_training import combine_students as combine
 

@@ -76,6 +76,14 @@ class TrainProfile(BaseModel):
         "re-score the other half; the correction runs again on teacher + student"
     )
     student_epochs: int = Field(8, ge=1, description="epochs of each self-training student")
+    self_training_rounds: int = Field(
+        1, ge=1, le=4, description="rounds of self-training: each round after the first "
+        "trains each half's student further (from its own weights of the round before) on "
+        "the labels the round before corrected, and the correction runs again"
+    )
+    refine_epochs: int = Field(
+        4, ge=1, description="epochs of each student in rounds 2 and later"
+    )
     student_init: Literal["scratch", "teacher"] = Field(
         "scratch", description="each student starts from scratch or from the teacher's "
         "weights (the first clean-model fold: it saw clean labels only, so no noisy label "
@@ -108,6 +116,8 @@ class TrainProfile(BaseModel):
                              "is trained without it)")
         if self.student_init == "teacher" and not self.self_training:
             raise ValueError("student_init='teacher' needs self_training=True")
+        if self.self_training_rounds > 1 and not self.self_training:
+            raise ValueError("self_training_rounds > 1 needs self_training=True")
         if self.model1_width is not None and "model1" in (self.clean_init, self.retrain_init):
             raise ValueError("model1_width: Model I initialises another stage here "
                              "(clean_init or retrain_init='model1'), so it must have `width`")
@@ -120,6 +130,7 @@ PROFILES: dict[str, TrainProfile] = {
         name="smoke", width=0.25, batch_size=128, folds=2, clean_epochs=2, noisy_epochs=1,
         retrain_epochs=2, tta=True, max_train_images=2000, clean_batch_size=128,
         self_training=True, student_epochs=1, student_init="teacher", model1_width=0.25,
+        self_training_rounds=2, refine_epochs=1,
     ),
     # The 60-minute budget on a 2-core CPU for the 50,000-image reference set: full-width
     # airbench in bfloat16 where the CPU has AVX-512 BF16 (AMD EPYC Zen 5: ~1.7x float32).
@@ -209,7 +220,8 @@ TIER_BUDGETS: dict[ComputeTier, dict[str, dict[str, Any]]] = {
                 "student_epochs": 10},
     },
     "amx": {
-        "cpu": {"clean_epochs": 40, "student_epochs": 10, "retrain_epochs": 8},
+        "cpu": {"clean_epochs": 40, "student_epochs": 10, "retrain_epochs": 8,
+                "self_training_rounds": 2, "refine_epochs": 4},
     },
 }
 

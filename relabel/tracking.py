@@ -511,12 +511,18 @@ class Tracker:
                 teacher = {f"teacher_correction.{k}": v
                            for k, v in summary.teacher_correction.items()}
                 self.log_metrics(run, teacher)
+                for number, metrics in enumerate(summary.round_corrections, start=1):
+                    self.log_metrics(run, {f"round_{number}_correction.{k}": v
+                                           for k, v in metrics.items()})
                 for student in summary.students:
-                    student_run = self.child_run(f"student-{student.half}", parent_run_id=run,
-                                                 tags={"relabel.half": str(student.half)})
+                    later = student.round_number > 1
+                    name = (f"student-{student.half}"
+                            + (f"-round-{student.round_number}" if later else ""))
+                    student_run = self.child_run(name, parent_run_id=run, tags={
+                        "relabel.half": str(student.half),
+                        "relabel.round": str(student.round_number)})
                     self.log_training(student_run, student.model.metrics,
-                                      student.model.history, f"student {student.half}",
-                                      folder)
+                                      student.model.history, student.model.name, folder)
                     self._end(student_run, student.model.metrics.get("seconds"))
                 return teacher
 
@@ -564,7 +570,8 @@ class Tracker:
                 stages.append(("correction", summary.correction, log_correction, {}))
             if summary.students:
                 stages.append(("self-training",
-                               [summary.students, summary.teacher_correction],
+                               [summary.students, summary.teacher_correction,
+                                summary.round_corrections],
                                log_self_training, {}))
             for name, model in summary.models.items():
                 key = slug(name)

@@ -8,6 +8,12 @@ other half better than the teacher did, and it has not seen that half's noisy la
 Bayes' rule with the noise model may count those labels once more. Each noisy image's new
 evidence is the geometric mix of the teacher's and its student's probabilities; the
 correction (tasks/correct.py) then runs again on it.
+
+Later rounds (`profile.self_training_rounds`) train each half's student further, from its
+own weights, on its half's newly corrected labels. Those labels came partly from the other
+half's student, so a later-round student learns, second hand, from a model that saw the
+other half's noisy labels: it never trains on them, but the separation is looser than in
+round one, where nothing it learns from has seen them.
 """
 
 from __future__ import annotations
@@ -57,11 +63,13 @@ def train_student(
     half: int,
     profile: TrainProfile,
     seed: int,
+    round_number: int = 1,
     **kwargs: Any,
 ) -> StudentResult:
     """Train on the clean-train images (one-hot clean labels, smoothed by the profile) and
     half `half` of `noisy_idx` with their corrected soft targets (`noisy_targets`, rows
-    following `noisy_idx`), for `profile.student_epochs`; score the other half and
+    following `noisy_idx`), for `profile.student_epochs` (in rounds 2 and later, which
+    continue the round before's student: `profile.refine_epochs`); score the other half and
     `val_idx`. `kwargs` go to `train_classifier`."""
     # Imported here: TensorFlow takes ~10 s to import, and a run whose students come from
     # the cache (or the flow, for HALVES) never needs it.
@@ -75,6 +83,8 @@ def train_student(
                          f"({noisy_idx.size}, {NUM_CLASSES}), one row per noisy image")
     if half not in range(HALVES):
         raise ValueError(f"half must be 0 or 1, got {half}")
+    if round_number < 1:
+        raise ValueError(f"round_number counts from 1, got {round_number}")
     halves = split_in_halves(noisy_idx, seed)
     mine, other = halves[half], halves[1 - half]
     rows = np.searchsorted(noisy_idx, mine)
@@ -85,16 +95,19 @@ def train_student(
                             keep=np.ones(labels.size, bool))
     index, soft, weights = training_targets(clean_train_idx, clean_labels, mine, correction,
                                             clean_smoothing=profile.label_smoothing)
-    kwargs.setdefault("epochs", profile.student_epochs)
-    kwargs.setdefault("progress_label", f"student {half}")
+    later_round = round_number > 1
+    name = f"student {half}" + (f" round {round_number}" if later_round else "")
+    kwargs.setdefault("epochs", profile.refine_epochs if later_round else profile.student_epochs)
+    kwargs.setdefault("progress_label", name)
     kwargs.setdefault("label_smoothing", 0.0)  # clean rows are smoothed above
     result = train_classifier(np.asarray(images)[index], soft, profile,
-                              seed=seed + 7919 * (half + 1), sample_weight=weights, **kwargs)
+                              seed=seed + 7919 * (half + 1) + 104729 * (round_number - 1),
+                              sample_weight=weights, **kwargs)
     predict_idx = np.concatenate([other, np.asarray(val_idx, dtype=np.int64)])
     return StudentResult(
         half=half, predict_idx=predict_idx,
         predict_proba=predict_proba(result.model, np.asarray(images)[predict_idx],
-                                    tta=profile.tta, progress_label=f"student {half} predicts"),
+                                    tta=profile.tta, progress_label=f"{name} predicts"),
         train=result,
     )
 

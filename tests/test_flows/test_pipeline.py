@@ -33,6 +33,9 @@ BEFORE_RETRAIN = {
     "Train clean-model fold 1", "Combine clean-model folds", "Correct noisy labels",
     "Train student 0", "Train student 1", "Combine teacher and students",
     "Correct noisy labels again (teacher + students)",
+    # the smoke profile's second self-training round
+    "Train student 0 round 2", "Train student 1 round 2", "Combine teacher and students round 2",
+    "Correct noisy labels again (teacher + students) round 2",
 }
 FROM_RETRAIN = {"Retrain Model II", "Score Baseline", "Score Model I", "Score Model II",
                 "Publish results"}
@@ -83,6 +86,13 @@ def test_pipeline_completes_then_reruns_from_cache(
     assert np.load(config.output_dir / "clean_proba.npy").shape == (600, 10)
     assert summary.run_name == f"smoke-{summary.data_hash[:12]}"
     assert summary.models["Model II"].history["loss"]  # per-epoch curves for trackers
+    # Two self-training rounds: round 2 continues each half's round-1 student for
+    # refine_epochs; each round's correction is reported, the last is what Model II learns.
+    assert [(s.round_number, s.half) for s in summary.students] == [(1, 0), (1, 1), (2, 0),
+                                                                      (2, 1)]
+    assert {s.model.metrics["epochs"] for s in summary.students[2:]} == {1.0}
+    assert len(metrics["round_corrections"]) == 2
+    assert metrics["round_corrections"][-1] == metrics["correction"]["metrics"]
     # The UI shows each training's and inference's progress as a progress artifact.
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -92,7 +102,8 @@ def test_pipeline_completes_then_reruns_from_cache(
             flow_run_id=ArtifactFilterFlowRunId(any_=[first.state_details.flow_run_id])))
     progress = {a.key: a.data for a in artifacts if a.type == "progress"}
     for key in ("model-i", "clean-model-fold-0", "clean-model-fold-1", "student-0",
-                "student-1", "model-ii", "decoding-training-images"):
+                "student-1", "student-0-round-2", "student-1-round-2", "model-ii",
+                "decoding-training-images"):
         assert progress.get(key) == 100, (key, progress)
     table = summary.results_table().splitlines()  # what `relabel run` ends with
     assert table[0].split()[:2] == ["model", "validation"] and "test folder" in table[0]
@@ -131,6 +142,8 @@ def test_pipeline_completes_then_reruns_from_cache(
 AFTER_CORRECTION = {
     "Correct noisy labels", "Train student 0", "Train student 1",
     "Combine teacher and students", "Correct noisy labels again (teacher + students)",
+    "Train student 0 round 2", "Train student 1 round 2", "Combine teacher and students round 2",
+    "Correct noisy labels again (teacher + students) round 2",
     "Retrain Model II", "Score Model II", "Publish results",
 }
 

@@ -69,6 +69,7 @@ def test_cpu_profile_keeps_its_budget_on_each_compute_tier(
     assert (trained["width"] < base.width) == (tier == "float32")
     assert (trained["clean_epochs"] > base.clean_epochs) == (tier != "bfloat16")
     assert (trained["retrain_epochs"] > base.retrain_epochs) == (tier == "amx")
+    assert (trained["self_training_rounds"] > base.self_training_rounds) == (tier == "amx")
     note = PipelineConfig(profile="cpu").precision_note()
     assert (f"on this hardware ({tier})" in note) == (tier != "bfloat16")
     assert ("width=0.375" in note) == (tier == "float32")
@@ -94,6 +95,8 @@ def test_bad_overrides_are_named(overrides: dict, message: str) -> None:
 @pytest.mark.parametrize(("fields", "message"), [
     ({"self_training": False, "student_init": "teacher"}, "student_init='teacher' needs"),
     ({"model1_width": 0.5, "retrain_init": "model1"}, "model1_width"),
+    ({"self_training": False, "student_init": "scratch", "self_training_rounds": 2},
+     "self_training_rounds > 1 needs"),
 ])
 def test_fields_that_need_another_field_say_so(fields: dict, message: str) -> None:
     base = PROFILES["cpu"].model_dump() | {"retrain_init": "scratch"}

@@ -361,11 +361,14 @@ def test_pipeline_flow_tracks_a_complete_run(tracking, prefect_api, tmp_path, mo
     by_name = {r.info.run_name: r for r in runs}
     parent = by_name[summary.run_name]
     assert {"data", "noise", "clean-model", "clean-fold-0", "clean-fold-1", "correction",
-            "self-training", "student-0", "student-1", "baseline", "model1",
-            "model2"} <= set(by_name)
+            "self-training", "student-0", "student-1", "student-0-round-2",
+            "student-1-round-2", "baseline", "model1", "model2"} <= set(by_name)
     # The correction Model II trained on, and the teacher-only one the students improved.
     assert "teacher_correction.validation_correction_accuracy" in parent.data.metrics
     assert by_name["student-1"].data.tags["relabel.half"] == "1"
+    assert by_name["student-1-round-2"].data.tags["relabel.round"] == "2"
+    assert "round_2_correction.validation_correction_accuracy" in \
+        by_name["self-training"].data.metrics
     assert all(r.info.status == "FINISHED" for r in runs)
     assert parent.data.tags["prefect.flow_run_id"]
     assert parent.data.params["train.folds"] == "2"

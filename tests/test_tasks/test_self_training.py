@@ -106,3 +106,21 @@ def test_a_student_can_start_from_the_teachers_weights(tmp_path):
         close = all(np.allclose(a, b, atol=1e-6)
                     for a, b in zip(kernels(student.train.model), kernels(teacher), strict=True))
         assert close is same
+
+
+@pytest.mark.slow
+def test_a_later_round_student_trains_refine_epochs_with_its_own_seed(tmp_path):
+    data = generate_demo_data(tmp_path / "data", num_train=300, num_clean=120, num_test=10)
+    demo = ingest(data, tmp_path / "cache").load(mmap=False)
+    plan = plan_splits(demo.clean_labels, 0.2, folds=1, seed=0)
+    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[plan.noisy_idx]]
+    profile = PROFILES["smoke"].model_copy(update={"student_epochs": 2, "refine_epochs": 1})
+    args = (demo.images, plan.clean_train_idx, demo.clean_labels, plan.noisy_idx, targets,
+            plan.val_idx, 0, profile)
+    first = train_student(*args, seed=0)
+    second = train_student(*args, seed=0, round_number=2)
+    assert (first.train.epochs, second.train.epochs) == (2, 1)
+    np.testing.assert_array_equal(first.predict_idx, second.predict_idx)  # the same halves
+    assert not np.allclose(first.predict_proba, second.predict_proba)
+    with pytest.raises(ValueError, match="counts from 1"):
+        train_student(*args, seed=0, round_number=0)
