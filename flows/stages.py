@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -45,6 +46,8 @@ from relabel.flows.records import (
     StudentRef,
     TrainedModel,
 )
+
+log = logging.getLogger(__name__)
 
 # "<profile> <data hash>" of the running pipeline, for task-run names. A context variable, not
 # Prefect tags: a tagged task run costs extra API calls (tag concurrency slots) per task.
@@ -445,6 +448,11 @@ def correct_noisy_labels(
         load_array(noise.transition), noisy_idx=load_array(split.noisy_idx),
         val_idx=load_array(split.val_idx),
         method=method, threshold=threshold, keep_fraction=profile.keep_fraction)
+    source = "the teacher" if evidence == "teacher" else f"self-training round {round_number}"
+    log.info(
+        "labels corrected from %s: %.2f%% right on the validation images (noisy labels: "
+        "%.2f%%)", source, 100 * metrics["validation_correction_accuracy"],
+        100 * metrics["validation_noisy_label_accuracy"])
     return CorrectionRef(
         noisy_idx=split.noisy_idx,
         targets=save_array(cache_dir, "correction", correction.targets),

@@ -45,6 +45,42 @@ def test_ingest_and_label_stages_pass_artifacts_by_reference(
     assert np.array_equal(holdouts, np.sort(train))
 
 
+def test_the_correction_stage_logs_how_many_validation_labels_it_gets_right(
+    workspace: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from relabel.flows.artifacts import save_array
+    from relabel.flows.records import CleanModelRef
+    from relabel.flows.stages import (
+        correct_noisy_labels,
+        explore_noise,
+        ingest_dataset,
+        split_clean_labels,
+    )
+
+    cache = tmp_path / "cache"
+    data = ingest_dataset.fn(str(workspace["data"]), cache)
+    split = split_clean_labels.fn(data.clean_labels, 0.2, 1, 0, 100, cache)
+    noise = explore_noise.fn(data.clean_labels, data.noisy_labels, split, cache)
+    # A clean model 91% sure of every true label: the validation labels all come out right.
+    truth = np.loadtxt(workspace["data"] / "true_labels.csv", dtype=np.int64)
+    proba = np.eye(10, dtype=np.float32)[truth] * 0.9 + 0.01
+    model = CleanModelRef(proba=save_array(cache, "clean-model", proba))
+    from relabel.config import PROFILES
+
+    # Importing Prefect (above) reconfigured the root logger, so caplog listens here.
+    logger = logging.getLogger("relabel.flows.stages")
+    caplog.set_level(logging.INFO, logger=logger.name)
+    logger.addHandler(caplog.handler)
+    try:
+        correct_noisy_labels.fn(model, data.noisy_labels, data.clean_labels, noise, split,
+                                "posterior", 0.85, PROFILES["smoke"], cache,
+                                evidence="students", round_number=2)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert any("labels corrected from self-training round 2: 100.00% right on the "
+               "validation images" in r.getMessage() for r in caplog.records), caplog.text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["deleted", "rewritten, same size"])
 def test_a_damaged_dataset_folder_is_ingested_again(
