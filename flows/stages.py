@@ -84,10 +84,10 @@ def stage_name(title: str) -> Callable[..., str]:
             detail = f" {parameters['half']}"
         elif parameters.get("evidence") == "students":
             detail = " again (teacher + students)"
-        if parameters.get("round_number", 1) > 1:
-            detail += f" round {parameters['round_number']}"
         elif isinstance(parameters.get("model"), TrainedModel):
             detail = f" {parameters['model'].name}"
+        if parameters.get("round_number", 1) > 1:
+            detail += f" round {parameters['round_number']}"
         label = _current_run_label()
         if not label and isinstance(parameters.get("profile"), TrainProfile):
             label = parameters["profile"].name
@@ -484,26 +484,22 @@ def train_student(
     of `correction`; scores the other half and the validation images. In round 1 it starts
     from the teacher's weights when `profile.student_init` says so; in later rounds from
     `previous`, the same half's student of the round before."""
+    from relabel.tasks.self_training import student_name
     from relabel.tasks.self_training import train_student as fit_student
 
     if (round_number > 1) != (previous is not None):
         raise ValueError(f"round {round_number}: a student continues the round before's "
                          "student from round 2 on, and only then")
-    if previous is not None:
-        from relabel.tasks.train import load_model
-
-        initial_model = load_model(previous.model.local_path())
-    else:
-        initial_model = _initial_model(None, profile.student_init, teacher=teacher)
+    initial_model = (_initial_model(None, "student", student=previous) if previous else
+                     _initial_model(None, profile.student_init, teacher=teacher))
     result = fit_student(
         load_array(images, mmap=True), load_array(split.train_idx), load_array(clean_labels),
         load_array(correction.noisy_idx), load_array(correction.targets),
         load_array(split.val_idx), half, profile, seed, round_number=round_number,
         initial_model=initial_model)
-    name = f"student {half}" + (f" round {round_number}" if round_number > 1 else "")
     return StudentRef(
         half=half, round_number=round_number,
-        model=_keras_record(name, result.train, cache_dir),
+        model=_keras_record(student_name(half, round_number), result.train, cache_dir),
         predict_idx=save_array(cache_dir, "self-training", result.predict_idx),
         predict_proba=save_array(cache_dir, "self-training", result.predict_proba),
     )

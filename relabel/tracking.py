@@ -515,12 +515,10 @@ class Tracker:
                     self.log_metrics(run, {f"round_{number}_correction.{k}": v
                                            for k, v in metrics.items()})
                 for student in summary.students:
-                    later = student.round_number > 1
-                    name = (f"student-{student.half}"
-                            + (f"-round-{student.round_number}" if later else ""))
-                    student_run = self.child_run(name, parent_run_id=run, tags={
-                        "relabel.half": str(student.half),
-                        "relabel.round": str(student.round_number)})
+                    tags = {"relabel.half": str(student.half),
+                            "relabel.round": str(student.round_number)}
+                    student_run = self.child_run(slug(student.model.name), parent_run_id=run,
+                                                 tags=tags)
                     self.log_training(student_run, student.model.metrics,
                                       student.model.history, student.model.name, folder)
                     self._end(student_run, student.model.metrics.get("seconds"))

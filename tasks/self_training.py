@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 HALVES = 2
 
 
+def student_name(half: int, round_number: int = 1) -> str:
+    """"student 0", "student 0 round 2": progress, model records and tracking runs."""
+    return f"student {half}" + (f" round {round_number}" if round_number > 1 else "")
+
+
 def split_in_halves(noisy_idx: np.ndarray, seed: int) -> list[np.ndarray]:
     """Two disjoint random halves of `noisy_idx` (sorted image indices), the same for the
     same seed; their union is `noisy_idx`."""
@@ -95,9 +100,9 @@ def train_student(
                             keep=np.ones(labels.size, bool))
     index, soft, weights = training_targets(clean_train_idx, clean_labels, mine, correction,
                                             clean_smoothing=profile.label_smoothing)
-    later_round = round_number > 1
-    name = f"student {half}" + (f" round {round_number}" if later_round else "")
-    kwargs.setdefault("epochs", profile.refine_epochs if later_round else profile.student_epochs)
+    name = student_name(half, round_number)
+    kwargs.setdefault("epochs",
+                      profile.refine_epochs if round_number > 1 else profile.student_epochs)
     kwargs.setdefault("progress_label", name)
     kwargs.setdefault("label_smoothing", 0.0)  # clean rows are smoothed above
     result = train_classifier(np.asarray(images)[index], soft, profile,

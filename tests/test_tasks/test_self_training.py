@@ -62,12 +62,19 @@ def test_each_image_gets_the_student_that_never_saw_it_and_validation_gets_stude
         combine_students(teacher, students[:1], val, 0.3)
 
 
-@pytest.mark.slow
-def test_a_student_learns_from_its_half_and_scores_the_other(tmp_path):
-    data = generate_demo_data(tmp_path / "data", num_train=400, num_clean=150, num_test=10)
+def _demo_split(tmp_path, num_train: int, num_clean: int):
+    """Demo images, their split, and the noisy labels one-hot as every noisy image's target."""
+    data = generate_demo_data(tmp_path / "data", num_train=num_train, num_clean=num_clean,
+                              num_test=10)
     demo = ingest(data, tmp_path / "cache").load(mmap=False)
     plan = plan_splits(demo.clean_labels, 0.2, folds=1, seed=0)
     targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[plan.noisy_idx]]
+    return demo, plan, targets
+
+
+@pytest.mark.slow
+def test_a_student_learns_from_its_half_and_scores_the_other(tmp_path):
+    demo, plan, targets = _demo_split(tmp_path, 400, 150)
     smoke = PROFILES["smoke"]
     result = train_student(demo.images, plan.clean_train_idx, demo.clean_labels,
                            plan.noisy_idx, targets, plan.val_idx, 1, smoke, seed=0, epochs=1)
@@ -88,10 +95,7 @@ def test_a_student_can_start_from_the_teachers_weights(tmp_path):
     vanishing learning rate its weights stay the teacher's, from scratch they do not."""
     from relabel.tasks.train import train_classifier
 
-    data = generate_demo_data(tmp_path / "data", num_train=300, num_clean=120, num_test=10)
-    demo = ingest(data, tmp_path / "cache").load(mmap=False)
-    plan = plan_splits(demo.clean_labels, 0.2, folds=1, seed=0)
-    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[plan.noisy_idx]]
+    demo, plan, targets = _demo_split(tmp_path, 300, 120)
     smoke = PROFILES["smoke"]
     teacher = train_classifier(demo.images[plan.clean_train_idx],
                                demo.clean_labels[plan.clean_train_idx], smoke, 1, seed=5).model
@@ -110,10 +114,7 @@ def test_a_student_can_start_from_the_teachers_weights(tmp_path):
 
 @pytest.mark.slow
 def test_a_later_round_student_trains_refine_epochs_with_its_own_seed(tmp_path):
-    data = generate_demo_data(tmp_path / "data", num_train=300, num_clean=120, num_test=10)
-    demo = ingest(data, tmp_path / "cache").load(mmap=False)
-    plan = plan_splits(demo.clean_labels, 0.2, folds=1, seed=0)
-    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[plan.noisy_idx]]
+    demo, plan, targets = _demo_split(tmp_path, 300, 120)
     profile = PROFILES["smoke"].model_copy(update={"student_epochs": 2, "refine_epochs": 1})
     args = (demo.images, plan.clean_train_idx, demo.clean_labels, plan.noisy_idx, targets,
             plan.val_idx, 0, profile)
