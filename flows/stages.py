@@ -377,7 +377,9 @@ def train_clean_fold(
     predict_idx = fold_prediction_idx(load_array(split.noisy_idx), load_array(split.val_idx))
     result = fit_fold(x, labels, train_idx, holdout_idx, predict_idx, profile, seed, fold,
                       initial_model=_initial_model(model1, profile.clean_init),
-                      batch_size=profile.clean_batch_size)
+                      batch_size=profile.clean_batch_size,
+                      translate_pixels=profile.clean_translate_pixels,
+                      cutout_pixels=profile.clean_cutout_pixels)
     return FoldRef(
         fold=fold,
         model=_keras_record(f"clean fold {fold}", result.train, cache_dir),

@@ -62,6 +62,14 @@ class TrainProfile(BaseModel):
     clean_batch_size: int = Field(
         256, ge=8, description="batch of the clean-fold models (small sets: more steps)"
     )
+    clean_translate_pixels: int = Field(
+        2, ge=0, le=8, description="random translation (pixels) of the clean model's "
+        "training images"
+    )
+    clean_cutout_pixels: int = Field(
+        0, ge=0, le=16, description="side of the random square cut out of each of the clean "
+        "model's training images (airbench96: 12); 0: off"
+    )
     clean_init: Literal["scratch", "model1"] = Field(
         "scratch", description="the clean model starts from scratch or from Model I's "
         "weights; Model I saw the noisy labels the correction then counts a second time"

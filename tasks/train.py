@@ -4,7 +4,8 @@ with hard or soft targets, fast on CPU and unchanged on one or several GPUs.
 Recipe (after airbench94 and the DAWNBench ResNet-9 submissions):
 - uint8 images stay in memory; each batch is gathered with numpy and augmented inside the
   TensorFlow graph (random horizontal flip + random translation by up to 2 pixels with
-  reflection padding), from stateless random ops seeded by (seed, step): reproducible.
+  reflection padding, optionally cutout), from stateless random ops seeded by (seed, step):
+  reproducible.
 - label smoothing; soft targets (label correction's posteriors) are accepted as they are.
 - optional forward loss correction (Patrini et al., 2017): the model's clean-class
   probabilities are pushed through the noise model T, p(noisy | x) = p(y | x) @ T, and the
@@ -150,21 +151,43 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 # ---------------------------------------------------------------------------- augmentation
 
 
-def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random horizontal flip and translation by up to 2 pixels (reflection padding), per
-    image, from stateless random ops seeded by `seed` (int32 [2]). uint8 in, uint8 out."""
+def augment_batch(images: tf.Tensor, seed: tf.Tensor, translate_pixels: int = TRANSLATE_PIXELS,
+                  cutout_pixels: int = 0) -> tf.Tensor:
+    """Random horizontal flip and translation by up to `translate_pixels` (reflection
+    padding), per image, from stateless random ops seeded by `seed` (int32 [2]); with
+    `cutout_pixels`, one random square of that side per image is filled with the batch's
+    mean colour (cutout, DeVries & Taylor 2017; airbench96 uses translation 4, cutout 12).
+    uint8 in, uint8 out."""
     batch = tf.shape(images)[0]
-    pad = TRANSLATE_PIXELS
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    size = images.shape[1]
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    dy = tf.random.stateless_uniform([batch], seeds[0], 0, 2 * pad + 1, dtype=tf.int32)
-    dx = tf.random.stateless_uniform([batch], seeds[1], 0, 2 * pad + 1, dtype=tf.int32)
-    rows = dy[:, None] + tf.range(32)[None, :]
-    cols = dx[:, None] + tf.range(32)[None, :]
-    out = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, 32, 36, 3]
-    out = tf.gather(out, cols, axis=2, batch_dims=1)  # [B, 32, 32, 3]
+    out = images
+    if translate_pixels:
+        pad = translate_pixels
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        dy = tf.random.stateless_uniform([batch], seeds[0], 0, 2 * pad + 1, dtype=tf.int32)
+        dx = tf.random.stateless_uniform([batch], seeds[1], 0, 2 * pad + 1, dtype=tf.int32)
+        rows = dy[:, None] + tf.range(size)[None, :]
+        cols = dx[:, None] + tf.range(size)[None, :]
+        out = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, size, size + 2 pad, 3]
+        out = tf.gather(out, cols, axis=2, batch_dims=1)  # [B, size, size, 3]
     flip = tf.random.stateless_uniform([batch], seeds[2]) < 0.5
-    return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
+    out = tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
+    if cutout_pixels:
+        # Its own stream, so that the flip and translation stay those of cutout-free runs.
+        corner_seeds = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(seed, 1), 2)
+        span = size - cutout_pixels + 1
+        top = tf.random.stateless_uniform([batch], corner_seeds[0], 0, span, dtype=tf.int32)
+        left = tf.random.stateless_uniform([batch], corner_seeds[1], 0, span, dtype=tf.int32)
+        offsets = tf.range(size)[None, :]
+        in_rows = (offsets >= top[:, None]) & (offsets < top[:, None] + cutout_pixels)
+        in_cols = (offsets >= left[:, None]) & (offsets < left[:, None] + cutout_pixels)
+        square = in_rows[:, :, None, None] & in_cols[:, None, :, None]  # [B, size, size, 1]
+        mean_colour = tf.cast(tf.round(tf.reduce_mean(tf.cast(out, tf.float32), [0, 1, 2])),
+                              tf.uint8)
+        out = tf.where(square, mean_colour, out)
+    return out
 
 
 # ---------------------------------------------------------------------------- training
@@ -190,6 +213,8 @@ def train_classifier(
     deterministic: bool = True,
     strategy: tf.distribute.Strategy | None = None,
     progress_label: str = "training",
+    translate_pixels: int = TRANSLATE_PIXELS,
+    cutout_pixels: int = 0,
 ) -> TrainResult:
     """Train a fresh `profile.architecture` model (or continue from `initial_model`'s
     weights) for `epochs` epochs on `images` uint8 [n, 32, 32, 3] with `targets` (int labels
@@ -200,8 +225,8 @@ def train_classifier(
     [n] (default 1). eval_images/eval_labels: scored after every epoch (val_accuracy).
     on_epoch_end(epoch, metrics): called after each epoch (1-based) with that epoch's
     numbers. label_smoothing / learning_rate / batch_size (per replica) override the
-    profile's. strategy: a
-    tf.distribute strategy (default: `distribution_strategy()`).
+    profile's. translate_pixels / cutout_pixels: the augmentation (`augment_batch`).
+    strategy: a tf.distribute strategy (default: `distribution_strategy()`).
     """
     images = _check_images(images)
     soft = as_soft_targets(targets)
@@ -270,7 +295,7 @@ def train_classifier(
     # MirroredStrategy can all-reduce the gradients.
     @tf.function(jit_compile=profile.jit_compile)
     def compute_gradients(x, y, w, step_seed):
-        x = augment_batch(x, step_seed)
+        x = augment_batch(x, step_seed, translate_pixels, cutout_pixels)
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             losses = per_example_loss(y, logits)

@@ -44,6 +44,33 @@ def test_augmentation_is_a_seeded_flip_and_translation():
         assert found, f"image {i} is not a flip/translation of its input"
 
 
+def test_cutout_fills_one_square_per_image_and_keeps_the_flips():
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8))
+    seed = tf.constant([4, 5])
+    flipped_only = augment_batch(images, seed, translate_pixels=0).numpy()
+    cut = augment_batch(images, seed, translate_pixels=0, cutout_pixels=8).numpy()
+    mean_colour = np.round(flipped_only.reshape(-1, 3).astype(np.float64).mean(0))
+    corners = set()
+    for before, after in zip(flipped_only, cut, strict=True):
+        changed = (before != after).any(axis=2)
+        rows, cols = np.nonzero(changed)
+        # Random pixels rarely equal the fill, so the changed pixels span exactly the square.
+        top, left = rows.min(), cols.min()
+        assert (rows.max() - top, cols.max() - left) == (7, 7)
+        np.testing.assert_array_equal(after[top:top + 8, left:left + 8],
+                                      np.broadcast_to(mean_colour, (8, 8, 3)))
+        outside = np.ones((32, 32), bool)
+        outside[top:top + 8, left:left + 8] = False
+        np.testing.assert_array_equal(after[outside], before[outside])
+        corners.add((top, left))
+    assert len(corners) > 16  # each image gets its own square
+    # The cutout draws its own random numbers: flips and translations stay the same.
+    translated = augment_batch(images, seed).numpy()
+    both = augment_batch(images, seed, cutout_pixels=8).numpy()
+    assert ((translated != both).any(axis=3).sum(axis=(1, 2)) <= 64).all()
+
+
 @pytest.mark.slow
 def test_training_learns_and_is_deterministic(demo):
     plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
