@@ -228,16 +228,20 @@ PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 # after round 1 88.10%, after round 2 88.60% (stage minutes: teacher 9.4, students 24.9,
 # Model II 10.6 at 602 images/s). Round 2 lifts the labels, not (measurably) Model II.
 # From that run's cache (only Model II retrains), 12-epoch Model IIs: from student A
-# 88.00%, weight_by_confidence 88.35%, from scratch 88.55% +- 0.71, so Model II now trains
-# from scratch for 12 epochs (a whole run: ~52 min expected).
+# 88.00%, weight_by_confidence 88.35%, from scratch 88.55% +- 0.71. The whole run with
+# Model II from scratch for 12 epochs (fresh clone and cache at 3bdcd9c, a slower phase of
+# the machine: bf16 ceiling 919 GFLOP/s against 1,371) took 57.3 min for Model II 88.25% +-
+# 0.72 (labels 88.80%, teacher 86.15%; stage minutes: teacher 9.6, students 29.1, Model II
+# 17.0): within noise of the 8-epoch Model II from student A and 3 minutes from the hour,
+# so Model II keeps 8 epochs from student A.
 TIER_BUDGETS: dict[ComputeTier, dict[str, dict[str, Any]]] = {
     "float32": {
         "cpu": {"width": 0.375, "model1_width": 0.375, "clean_epochs": 30,
                 "student_epochs": 10},
     },
     "amx": {
-        "cpu": {"clean_epochs": 40, "student_epochs": 10, "retrain_epochs": 12,
-                "retrain_init": "scratch", "self_training_rounds": 2, "refine_epochs": 4},
+        "cpu": {"clean_epochs": 40, "student_epochs": 10, "retrain_epochs": 8,
+                "self_training_rounds": 2, "refine_epochs": 4},
     },
 }
 
