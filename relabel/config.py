@@ -234,6 +234,10 @@ PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 # 0.72 (labels 88.80%, teacher 86.15%; stage minutes: teacher 9.6, students 29.1, Model II
 # 17.0): within noise of the 8-epoch Model II from student A and 3 minutes from the hour,
 # so Model II keeps 8 epochs from student A.
+# Teacher augmentation (same session, that run's cache, `--set clean_cutout_pixels=12 --set
+# clean_translate_pixels=4`, airbench96's strength): the teacher's training accuracy ends at
+# 96% instead of 100%, but its corrected labels are 86.35% right against 86.15% without:
+# no gain, so the teacher keeps flip + 2-pixel translation.
 TIER_BUDGETS: dict[ComputeTier, dict[str, dict[str, Any]]] = {
     "float32": {
         "cpu": {"width": 0.375, "model1_width": 0.375, "clean_epochs": 30,
