@@ -216,42 +216,12 @@ PROFILES = {name: PROFILES[name] for name in PROFILE_NAMES}
 # 452-586 images/s in bfloat16 (`benchmarks/train_speed.py --configs airbench:1.0
 # --precisions bfloat16 --xla off --steps 6`, one session: the speed varies by a quarter
 # within the hour; the Zen 5 trained at ~307 in a whole run), so the schedules grow into the
-# hour. A whole run with a 40-epoch teacher, 12-epoch students and a 10-epoch Model II
-# (fresh cache): 55.3 min, Model II 88.35% +- 0.72, labels 87.95%, the teacher alone 86.4%
-# (stage minutes: teacher 11.4, students 22.3, Model II 19.5 at 408 images/s): too close
-# to the hour for a machine whose speed varies, so students and Model II get 2 epochs less.
-# One self-training round (relabel run, fresh clone and cache, a faster phase of the
-# machine: Model II at 719 images/s): 42.2 min, Model II 87.70% +- 0.73, labels 87.40%, the
-# teacher alone 86.10%.
-# Shipped, two rounds (round 2: 4 more epochs per student; relabel run, fresh clone and
-# cache at f658bd5): 46.6 min, Model II 87.85% +- 0.73; labels from the teacher 85.80%,
-# after round 1 88.10%, after round 2 88.60% (stage minutes: teacher 9.4, students 24.9,
-# Model II 10.6 at 602 images/s). Round 2 lifts the labels, not (measurably) Model II.
-# From that run's cache (only Model II retrains), 12-epoch Model IIs: from student A
-# 88.00%, weight_by_confidence 88.35%, from scratch 88.55% +- 0.71. The whole run with
-# Model II from scratch for 12 epochs (fresh clone and cache at 3bdcd9c, a slower phase of
-# the machine: bf16 ceiling 919 GFLOP/s against 1,371) took 57.3 min for Model II 88.25% +-
-# 0.72 (labels 88.80%, teacher 86.15%; stage minutes: teacher 9.6, students 29.1, Model II
-# 17.0): within noise of the 8-epoch Model II from student A and 3 minutes from the hour,
-# so Model II keeps 8 epochs from student A.
-# Teacher augmentation (same session, that run's cache, `--set clean_cutout_pixels=12 --set
-# clean_translate_pixels=4`, airbench96's strength): the teacher's training accuracy ends at
-# 96% instead of 100%, but its corrected labels are 86.35% right against 86.15% without:
-# no gain, so the teacher keeps flip + 2-pixel translation.
-# Two rounds again (fresh clone and cache at 607769d, an even slower phase: bf16 ceiling
-# 577 GFLOP/s): 64.2 min, over the hour (about 2 minutes of it an offline pilot beside the
-# run), Model II 88.20% +- 0.72, labels 85.55 -> 88.15 -> 88.40% (stage minutes: teacher
-# 13.0, students 32.5 of which round 2 9.4, Model II 16.0). The hour is the requirement and
-# the machine's speed moves by a third, so the budget is back to one round (42.2 min in a
-# fast phase, Model II 87.70%; the two-round runs gave 87.70-88.20%, within noise).
-# Offline pilots on that run's cache (2,000 validation images, paired differences): six
-# test-time views (flip x airbench's 1-pixel diagonal shifts) instead of the flip pair:
-# teacher +0.25 (labels from it +0.7), student 0 -0.15, Model II -0.10; averaging Model
-# II's logits with the two round-2 students': -0.55 +- 0.30 (their errors are the labels'
-# shared errors); teacher weights 0 / 0.15 / 0.45 in the mix: labels within 0.3 of 0.3's.
-# None shipped. One round, rerun (fresh clone and cache at 58e5241, bf16 ceiling 1,246):
-# 44.7 min, Model II 87.10% +- 0.75, labels 86.20 -> 88.20% (teacher 10.7, students 21.3,
-# Model II 10.8 min).
+# hour: a 40-epoch teacher, 10-epoch students, one self-training round, an 8-epoch Model II
+# from student A. The same recipe's wall time moves by a third with the machine's phase,
+# so the budget keeps a margin below the hour: one round took 42.2 and 44.7 min (Model II
+# 87.70% and 87.10%); two rounds, 46.6 to 64.2 min (87.70-88.20%, within noise). Every
+# whole run and pilot behind these choices (longer schedules, Model II from scratch,
+# teacher cutout, test-time shifts, ensembles): README, "On an Intel Xeon with AMX".
 TIER_BUDGETS: dict[ComputeTier, dict[str, dict[str, Any]]] = {
     "float32": {
         "cpu": {"width": 0.375, "model1_width": 0.375, "clean_epochs": 30,
