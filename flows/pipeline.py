@@ -122,13 +122,15 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> PipelineSummary:  # n
                     students += latest
                     mixed = combine_students(clean_model, latest, split,
                                              profile.teacher_weight, cache,
-                                             round_number=round_number)
+                                             round_number=round_number,
+                                             noisy_labels=data.noisy_labels, noise=noise,
+                                             seed=seed)
                     correction = correct_noisy_labels(mixed, data.noisy_labels, clean, noise,
                                                       split, config.correction,
                                                       config.threshold, profile, cache,
                                                       evidence="students",
                                                       round_number=round_number)
-                    round_corrections.append(correction.metrics)
+                    round_corrections.append({**correction.metrics, **mixed.metrics})
                 model2 = retrain_model2(data.images, clean, split, correction, model1, profile,
                                         seed, cache,
                                         student=latest[0].model if latest else None)

@@ -85,13 +85,15 @@ class FoldRef(BaseModel):
 class StudentRef(BaseModel):
     """One cross-fitted student (tasks.self_training): trained on the clean labels and the
     corrected labels of noisy half `half`; its probabilities on the other half and on the
-    validation images (`predict_idx`, `predict_proba`)."""
+    validation images (`predict_idx`, `predict_proba`); with neighbour votes, the image
+    ids [p, k] of each predicted image's nearest neighbours in its embedding."""
 
     half: int
     round_number: int = 1
     model: TrainedModel
     predict_idx: Artifact
     predict_proba: Artifact
+    neighbour_idx: Artifact | None = None
 
 
 class CorrectionRef(BaseModel):
@@ -123,10 +125,12 @@ class CleanModelRef(BaseModel):
     """The clean model's p(true label | image): `proba` float32 [N, 10] (out-of-fold on the
     clean training images, fold mean elsewhere, NaN rows where no fold predicted) and
     `fold_proba` float32 [F, N, 10] (each fold's own predictions, NaN where it made none;
-    None for a one-model teacher: there is no disagreement to read)."""
+    None for a one-model teacher: there is no disagreement to read). `metrics`: numbers of
+    the step that made it (neighbour votes: their fitted temperature, weight, share)."""
 
     proba: Artifact
     fold_proba: Artifact | None = None
+    metrics: dict[str, float] = {}
 
 
 class PipelineSummary(BaseModel):

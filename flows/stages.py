@@ -504,6 +504,8 @@ def train_student(
         model=_keras_record(student_name(half, round_number), result.train, cache_dir),
         predict_idx=save_array(cache_dir, "self-training", result.predict_idx),
         predict_proba=save_array(cache_dir, "self-training", result.predict_proba),
+        neighbour_idx=None if result.neighbour_idx is None else save_array(
+            cache_dir, "self-training", result.neighbour_idx),
     )
 
 
@@ -536,19 +538,37 @@ def train_students(
 def combine_students(
     teacher: CleanModelRef, students: list[StudentRef], split: SplitRef,
     teacher_weight: float, cache_dir: Path, round_number: int = 1,
+    noisy_labels: Artifact | None = None, noise: NoiseReport | None = None, seed: int = 0,
 ) -> CleanModelRef:
     """New p(true label | image) for the correction: each noisy image's teacher
     probabilities mixed with those of the student that never saw it (`students`: one
-    round's; `round_number` only names the task run)."""
-    from relabel.tasks.self_training import StudentResult
+    round's; `round_number` only names the task run), then, where the students found
+    neighbours, with their neighbours' noisy-label votes (`noisy_labels` and `noise` needed)."""
+    from relabel.tasks.self_training import StudentResult, add_neighbour_votes
     from relabel.tasks.self_training import combine_students as combine
 
     results = [StudentResult(half=s.half, predict_idx=load_array(s.predict_idx),
-                             predict_proba=load_array(s.predict_proba), train=None)
+                             predict_proba=load_array(s.predict_proba), train=None,
+                             neighbour_idx=None if s.neighbour_idx is None
+                             else load_array(s.neighbour_idx))
                for s in students]
-    mixed = combine(load_array(teacher.proba), results, load_array(split.val_idx),
-                    teacher_weight)
-    return CleanModelRef(proba=save_array(cache_dir, "self-training", mixed))
+    val_idx = load_array(split.val_idx)
+    mixed = combine(load_array(teacher.proba), results, val_idx, teacher_weight)
+    metrics: dict[str, float] = {}
+    if any(r.neighbour_idx is not None for r in results):
+        if noisy_labels is None or noise is None:
+            raise ValueError("the students found neighbours: their votes need noisy_labels "
+                             "and noise")
+        mixed, votes = add_neighbour_votes(mixed, results, val_idx, load_array(noisy_labels),
+                                           load_array(noise.transition), seed=seed)
+        metrics = {"neighbour_votes_temperature": votes.temperature,
+                   "neighbour_votes_weight": votes.weight,
+                   "neighbour_votes_same_class_share": votes.same_class_share}
+        log.info(
+            "neighbour votes (%d per image): model temperature %.3f, weight %.3f, same-class "
+            "share %.3f (fitted to the noisy labels)", results[0].neighbour_idx.shape[1],
+            votes.temperature, votes.weight, votes.same_class_share)
+    return CleanModelRef(proba=save_array(cache_dir, "self-training", mixed), metrics=metrics)
 
 
 @stage_task("model2", name="Retrain (Model II)", task_run_name=stage_name("Retrain Model II"))

@@ -101,6 +101,11 @@ class TrainProfile(BaseModel):
         0.3, ge=0, le=1, description="weight of the teacher in the geometric mix with a "
         "student's probabilities (0: the student alone)"
     )
+    neighbour_votes: int = Field(
+        0, ge=0, description="self-training: each image a student judges also counts the "
+        "noisy labels of its k nearest neighbours in that student's embedding (among the "
+        "other half's images, never its own; tasks/neighbours.py) as evidence; 0: off"
+    )
     keep_fraction: float = Field(
         1.0, gt=0, le=1, description="per class, the most confident share of corrected "
         "noisy images Model II trains on"
@@ -124,6 +129,9 @@ class TrainProfile(BaseModel):
                              "is trained without it)")
         if self.student_init == "teacher" and not self.self_training:
             raise ValueError("student_init='teacher' needs self_training=True")
+        if self.neighbour_votes and not self.self_training:
+            raise ValueError("neighbour_votes needs self_training=True (the votes are read "
+                             "in a student's embedding)")
         if self.self_training_rounds > 1 and not self.self_training:
             raise ValueError("self_training_rounds > 1 needs self_training=True")
         if self.model1_width is not None and "model1" in (self.clean_init, self.retrain_init):
@@ -138,7 +146,7 @@ PROFILES: dict[str, TrainProfile] = {
         name="smoke", width=0.25, batch_size=128, folds=2, clean_epochs=2, noisy_epochs=1,
         retrain_epochs=2, tta=True, max_train_images=2000, clean_batch_size=128,
         self_training=True, student_epochs=1, student_init="teacher", model1_width=0.25,
-        self_training_rounds=2, refine_epochs=1,
+        self_training_rounds=2, refine_epochs=1, neighbour_votes=10,
     ),
     # The 60-minute budget on a 2-core CPU for the 50,000-image reference set: full-width
     # airbench in bfloat16 where the CPU has AVX-512 BF16 (AMD EPYC Zen 5: ~1.7x float32).
@@ -170,7 +178,8 @@ PROFILES: dict[str, TrainProfile] = {
         name="cpu", width=1.0, batch_size=512, precision="auto", folds=1,
         model1_width=0.5, noisy_epochs=2, clean_epochs=20, clean_batch_size=256,
         clean_init="scratch", self_training=True, student_init="teacher", student_epochs=8,
-        teacher_weight=0.3, retrain_epochs=6, retrain_init="student", weight_decay=1e-2,
+        teacher_weight=0.3, neighbour_votes=50, retrain_epochs=6, retrain_init="student",
+        weight_decay=1e-2,
     ),
 }
 

@@ -9,6 +9,11 @@ Bayes' rule with the noise model may count those labels once more. Each noisy im
 evidence is the geometric mix of the teacher's and its student's probabilities; the
 correction (tasks/correct.py) then runs again on it.
 
+With `profile.neighbour_votes` = k, each student also finds, in its own embedding, the k
+nearest neighbours of every image it judges among the other half (never the image itself),
+and their noisy labels vote on the image's class (tasks/neighbours.py): half B's noisy
+labels, which no student trained on, then inform each other, not only themselves.
+
 Later rounds (`profile.self_training_rounds`) train each half's student further, from its
 own weights, on its half's newly corrected labels. Those labels came partly from the other
 half's student, so a later-round student learns, second hand, from a model that saw the
@@ -27,6 +32,7 @@ from relabel.config import TrainProfile
 from relabel.constants import NUM_CLASSES
 
 if TYPE_CHECKING:
+    from relabel.tasks.neighbours import NeighbourVotes
     from relabel.tasks.train import TrainResult
 
 HALVES = 2
@@ -50,12 +56,15 @@ def split_in_halves(noisy_idx: np.ndarray, seed: int) -> list[np.ndarray]:
 class StudentResult:
     """half: which half of the noisy images the student trained on (0 or 1);
     predict_idx / predict_proba: the images it scored (the other half, then the validation
-    images) and its probabilities [p, 10]; train: its TrainResult."""
+    images) and its probabilities [p, 10]; train: its TrainResult; neighbour_idx: with
+    `profile.neighbour_votes`, the ids [p, k] of each scored image's nearest neighbours among
+    the other half in the student's embedding (tasks/neighbours.py)."""
 
     half: int
     predict_idx: np.ndarray
     predict_proba: np.ndarray
     train: TrainResult | None
+    neighbour_idx: np.ndarray | None = None
 
 
 def train_student(
@@ -79,7 +88,12 @@ def train_student(
     # Imported here: TensorFlow takes ~10 s to import, and a run whose students come from
     # the cache (or the flow, for HALVES) never needs it.
     from relabel.tasks.correct import Correction, training_targets
-    from relabel.tasks.train import predict_proba, train_classifier
+    from relabel.tasks.neighbours import nearest_neighbours
+    from relabel.tasks.train import (
+        predict_proba,
+        predict_proba_and_embeddings,
+        train_classifier,
+    )
 
     noisy_idx = np.asarray(noisy_idx, dtype=np.int64)
     noisy_targets = np.asarray(noisy_targets, dtype=np.float32)
@@ -109,12 +123,20 @@ def train_student(
                               seed=seed + 7919 * (half + 1) + 104729 * (round_number - 1),
                               sample_weight=weights, **kwargs)
     predict_idx = np.concatenate([other, np.asarray(val_idx, dtype=np.int64)])
-    return StudentResult(
-        half=half, predict_idx=predict_idx,
-        predict_proba=predict_proba(result.model, np.asarray(images)[predict_idx],
-                                    tta=profile.tta, progress_label=f"{name} predicts"),
-        train=result,
-    )
+    predict_images = np.asarray(images)[predict_idx]
+    if not profile.neighbour_votes:
+        return StudentResult(
+            half=half, predict_idx=predict_idx,
+            predict_proba=predict_proba(result.model, predict_images, tta=profile.tta,
+                                        progress_label=f"{name} predicts"),
+            train=result)
+    proba, embeddings = predict_proba_and_embeddings(
+        result.model, predict_images, tta=profile.tta, progress_label=f"{name} predicts")
+    # The references are the other half (the first rows); an image is never its own.
+    neighbour_idx = nearest_neighbours(embeddings, predict_idx, embeddings[:other.size], other,
+                                       profile.neighbour_votes)
+    return StudentResult(half=half, predict_idx=predict_idx, predict_proba=proba,
+                         train=result, neighbour_idx=neighbour_idx)
 
 
 def mix_probabilities(teacher: np.ndarray, student: np.ndarray,
@@ -150,3 +172,35 @@ def combine_students(teacher_proba: np.ndarray, students: list[StudentResult],
             raise ValueError(f"student {student.half} scored images the teacher did not")
         combined[idx] = mix_probabilities(teacher, student.predict_proba[keep], teacher_weight)
     return combined
+
+
+def add_neighbour_votes(
+    proba: np.ndarray, students: list[StudentResult], val_idx: np.ndarray,
+    noisy_labels: np.ndarray, transition: np.ndarray, seed: int = 0,
+) -> tuple[np.ndarray, NeighbourVotes]:
+    """`proba` [N, 10] (combine_students' mix) with each image a student judged (as in
+    combine_students: the other half, the validation images from student 0 only) multiplied
+    by its neighbours' votes (tasks/neighbours.py); the votes' parameters are fitted to the
+    noisy labels of the judged noisy images, never to a clean label."""
+    from relabel.tasks.neighbours import fit_votes, with_votes
+
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    noisy_labels = np.asarray(noisy_labels, dtype=np.int64)
+    if any(s.neighbour_idx is None for s in students):
+        raise ValueError("neighbour votes need every student's neighbour_idx "
+                         "(profile.neighbour_votes > 0)")
+    rows, neighbours = [], []
+    for student in sorted(students, key=lambda s: s.half):
+        keep = np.ones(student.predict_idx.size, bool) if student.half == 0 else ~np.isin(
+            student.predict_idx, val_idx)
+        rows.append(student.predict_idx[keep])
+        neighbours.append(np.asarray(student.neighbour_idx)[keep])
+    idx, neighbour_labels = np.concatenate(rows), noisy_labels[np.concatenate(neighbours)]
+    judged = ~np.isin(idx, val_idx)  # fitted on noisy images only: val labels stay unseen
+    frequencies = np.bincount(noisy_labels[idx[judged]], minlength=proba.shape[1])
+    frequencies = frequencies / frequencies.sum()
+    votes = fit_votes(proba[idx[judged]], noisy_labels[idx[judged]], neighbour_labels[judged],
+                      transition, frequencies, seed=seed)
+    out = np.array(proba, dtype=np.float32, copy=True)
+    out[idx] = with_votes(proba[idx], neighbour_labels, transition, frequencies, votes)
+    return out, votes

@@ -405,27 +405,65 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
 # ---------------------------------------------------------------------------- inference
 
 
-def _predict_function(model: keras.Model, tta: bool) -> Callable[[tf.Tensor], tf.Tensor]:
-    """The model's softmax (with `tta`, averaged with its mirror image's) as a concrete
-    function for any batch of uint8 images, traced once per model and `tta`, then kept on
-    the model. Concrete, not a `tf.function`: TensorFlow's frequent-retracing detector counts
-    traces per Python function across all instances, so the first trace of each of a run's
-    many models, a few predictions apart, read as "triggered tf.function retracing"; a
-    concrete function called directly never retraces and is not counted."""
-    attribute = "_relabel_predict_tta" if tta else "_relabel_predict"
+def _feature_layer(model: keras.Model) -> keras.layers.Layer:
+    """The model's last Dense layer: its input is the image's embedding."""
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"model {model.name!r} has no Dense layer to read embeddings from")
+    return dense[-1]
+
+
+def _predict_function(model: keras.Model, tta: bool,
+                      embeddings: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The model's softmax (with `tta`, averaged with its mirror image's; with `embeddings`,
+    followed by the embedding columns, the input of the last Dense layer, likewise summed
+    over both views) as a concrete function for any batch of uint8 images, traced once per
+    model and options, then kept on the model. Concrete, not a `tf.function`: TensorFlow's
+    frequent-retracing detector counts traces per Python function across all instances, so
+    the first trace of each of a run's many models, a few predictions apart, read as
+    "triggered tf.function retracing"; a concrete function called directly never retraces
+    and is not counted."""
+    attribute = "_relabel_predict" + ("_tta" if tta else "") + ("_emb" if embeddings else "")
     fn = getattr(model, attribute, None)
     if fn is None:
+        network = model
+        if embeddings:
+            network = keras.Model(model.inputs, [model.outputs[0], _feature_layer(model).input])
+
+        def view(x: tf.Tensor) -> tf.Tensor:
+            if not embeddings:
+                return tf.nn.softmax(tf.cast(network(x, training=False), tf.float32))
+            logits, features = network(x, training=False)
+            return tf.concat([tf.nn.softmax(tf.cast(logits, tf.float32)),
+                              tf.cast(features, tf.float32)], axis=1)
+
         def proba(x: tf.Tensor) -> tf.Tensor:
-            out = tf.nn.softmax(tf.cast(model(x, training=False), tf.float32))
+            out = view(x)
             if tta:
-                flipped = tf.nn.softmax(tf.cast(
-                    model(tf.reverse(x, axis=[2]), training=False), tf.float32))
-                out = 0.5 * (out + flipped)
+                out = 0.5 * (out + view(tf.reverse(x, axis=[2])))
             return out
 
         fn = tf.function(proba).get_concrete_function(tf.TensorSpec([None, 32, 32, 3], tf.uint8))
         setattr(model, attribute, fn)
     return fn
+
+
+def _predict_batches(fn: Callable[[tf.Tensor], tf.Tensor], images: np.ndarray, columns: int,
+                     batch_size: int, progress_label: str) -> np.ndarray:
+    """fn over `images` in batches padded to one shape: float32 [n, columns]."""
+    n = images.shape[0]
+    out = np.empty((n, columns), np.float32)
+    size = min(batch_size, max(n, 1))
+    with track(progress_label, n, "images") as tracker:
+        for start in range(0, n, size):
+            chunk = images[start:start + size]
+            if chunk.shape[0] < size:
+                chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 32, 32, 3),
+                                                        np.uint8)])
+            result = fn(tf.constant(chunk)).numpy()
+            out[start:start + size] = result[: min(size, n - start)]
+            tracker.advance(min(size, n - start))
+    return out
 
 
 @exclusive_tensorflow
@@ -434,20 +472,26 @@ def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 1024
     """Class probabilities float32 [n, 10] (softmax of the logits); with `tta`, the mean
     over the image and its mirror image. Batches are padded to one shape."""
     images = _check_images(images)
-    n = images.shape[0]
-    out = np.empty((n, model.output_shape[-1]), np.float32)
-    fn = _predict_function(model, bool(tta))
-    size = min(batch_size, max(n, 1))
-    with track(progress_label, n, "images") as tracker:
-        for start in range(0, n, size):
-            chunk = images[start:start + size]
-            if chunk.shape[0] < size:
-                chunk = np.concatenate([chunk, np.zeros((size - chunk.shape[0], 32, 32, 3),
-                                                        np.uint8)])
-            proba = fn(tf.constant(chunk)).numpy()
-            out[start:start + size] = proba[: min(size, n - start)]
-            tracker.advance(min(size, n - start))
-    return out
+    return _predict_batches(_predict_function(model, bool(tta)), images,
+                            model.output_shape[-1], batch_size, progress_label)
+
+
+@exclusive_tensorflow
+def predict_proba_and_embeddings(
+    model: keras.Model, images: np.ndarray, batch_size: int = 1024, tta: bool = True,
+    progress_label: str = "predicting",
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_proba`'s probabilities [n, 10] and, from the same forward passes, each
+    image's embedding [n, d]: the input of the last Dense layer (summed over the two views
+    with `tta`), L2-normalised for cosine neighbours."""
+    images = _check_images(images)
+    classes = model.output_shape[-1]
+    width = classes + int(_feature_layer(model).input.shape[-1])
+    both = _predict_batches(_predict_function(model, bool(tta), embeddings=True), images,
+                            width, batch_size, progress_label)
+    embeddings = both[:, classes:]
+    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    return both[:, :classes], embeddings
 
 
 # ---------------------------------------------------------------------------- persistence

@@ -16,6 +16,7 @@ from relabel.tasks.train import (
     augment_batch,
     load_model,
     predict_proba,
+    predict_proba_and_embeddings,
     save_model,
     train_classifier,
 )
@@ -162,6 +163,22 @@ def test_save_and_load_give_the_same_predictions(demo, tmp_path):
                                predict_proba(loaded, demo.images[:50]), atol=1e-6)
     with pytest.raises(ValueError, match=".keras"):
         save_model(model, tmp_path / "m.h5")
+
+
+def test_embeddings_come_from_the_passes_that_give_the_probabilities():
+    from relabel.tasks.models import build_model
+
+    model = build_model("airbench", width=0.25)
+    images = np.random.default_rng(0).integers(0, 256, (70, 32, 32, 3), dtype=np.uint8)
+    proba, embeddings = predict_proba_and_embeddings(model, images, batch_size=32)
+    np.testing.assert_allclose(proba, predict_proba(model, images, batch_size=32), atol=1e-6)
+    assert embeddings.shape == (70, 64)  # the last layer's input: 256 channels x 0.25
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    # Flip TTA: an image and its mirror image get one embedding; without TTA they differ.
+    _, mirrored = predict_proba_and_embeddings(model, images[:, :, ::-1], batch_size=32)
+    np.testing.assert_allclose(mirrored, embeddings, atol=1e-5)
+    _, one_view = predict_proba_and_embeddings(model, images, tta=False)
+    assert not np.allclose(one_view, embeddings, atol=1e-3)
 
 
 MANY_MODELS_PREDICT = textwrap.dedent("""
