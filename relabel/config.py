@@ -104,7 +104,8 @@ class TrainProfile(BaseModel):
     neighbour_votes: int = Field(
         0, ge=0, description="self-training: each image a student judges also counts the "
         "noisy labels of its k nearest neighbours in that student's embedding (among the "
-        "other half's images, never its own; tasks/neighbours.py) as evidence; 0: off"
+        "other half's images, never its own; tasks/neighbours.py) as evidence; 0: off (50 "
+        "on the reference data: labels +0.1 to +0.75 points, Model II no better; README)"
     )
     keep_fraction: float = Field(
         1.0, gt=0, le=1, description="per class, the most confident share of corrected "
@@ -116,7 +117,7 @@ class TrainProfile(BaseModel):
     ema_momentum: float | None = Field(
         None, gt=0, lt=1, description="keep an exponential moving average of the weights "
         "(e.g. 0.99 per step) and finish with it, BatchNorm statistics recomputed; None: off "
-        "(not yet measured on the reference data)"
+        "(0.99 on the reference data: Model II 87.60% against 87.70% without; README)"
     )
     max_train_images: int | None = Field(
         None, ge=16, description="cap on noisy training images (smoke tests only)"
@@ -178,8 +179,7 @@ PROFILES: dict[str, TrainProfile] = {
         name="cpu", width=1.0, batch_size=512, precision="auto", folds=1,
         model1_width=0.5, noisy_epochs=2, clean_epochs=20, clean_batch_size=256,
         clean_init="scratch", self_training=True, student_init="teacher", student_epochs=8,
-        teacher_weight=0.3, neighbour_votes=50, retrain_epochs=6, retrain_init="student",
-        weight_decay=1e-2,
+        teacher_weight=0.3, retrain_epochs=6, retrain_init="student", weight_decay=1e-2,
     ),
 }
 

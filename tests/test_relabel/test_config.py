@@ -95,9 +95,10 @@ def test_bad_overrides_are_named(overrides: dict, message: str) -> None:
 @pytest.mark.parametrize(("fields", "message"), [
     ({"self_training": False, "student_init": "teacher"}, "student_init='teacher' needs"),
     ({"model1_width": 0.5, "retrain_init": "model1"}, "model1_width"),
-    ({"self_training": False, "student_init": "scratch", "self_training_rounds": 2,
-      "neighbour_votes": 0}, "self_training_rounds > 1 needs"),
-    ({"self_training": False, "student_init": "scratch"}, "neighbour_votes needs"),
+    ({"self_training": False, "student_init": "scratch", "self_training_rounds": 2},
+     "self_training_rounds > 1 needs"),
+    ({"self_training": False, "student_init": "scratch", "neighbour_votes": 50},
+     "neighbour_votes needs"),
 ])
 def test_fields_that_need_another_field_say_so(fields: dict, message: str) -> None:
     base = PROFILES["cpu"].model_dump() | {"retrain_init": "scratch"}
