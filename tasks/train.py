@@ -416,7 +416,7 @@ def _feature_layer(model: keras.Model) -> keras.layers.Layer:
 def _predict_function(model: keras.Model, tta: bool,
                       embeddings: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
     """The model's softmax (with `tta`, averaged with its mirror image's; with `embeddings`,
-    followed by the embedding columns, the input of the last Dense layer, likewise summed
+    followed by the embedding columns, the input of the last Dense layer, likewise averaged
     over both views) as a concrete function for any batch of uint8 images, traced once per
     model and options, then kept on the model. Concrete, not a `tf.function`: TensorFlow's
     frequent-retracing detector counts traces per Python function across all instances, so
@@ -482,7 +482,7 @@ def predict_proba_and_embeddings(
     progress_label: str = "predicting",
 ) -> tuple[np.ndarray, np.ndarray]:
     """`predict_proba`'s probabilities [n, 10] and, from the same forward passes, each
-    image's embedding [n, d]: the input of the last Dense layer (summed over the two views
+    image's embedding [n, d]: the input of the last Dense layer (averaged over the two views
     with `tta`), L2-normalised for cosine neighbours."""
     images = _check_images(images)
     classes = model.output_shape[-1]
