@@ -9,7 +9,8 @@ tracking) and reads the run's metrics.json; `--from-run` reads the metrics.json 
 that already finished (for example one `relabel run` made) instead of training. Prints:
 
 - per model, the accuracy on the validation split (clean labels that no training step
-  sees, not even with their noisy label) with its binomial standard error;
+  sees, not even with their noisy label) with its binomial standard error, and on the
+  test folder when it has labels (the only measure of a `--validation-size 0` run);
 - the accuracy of the corrected labels Model II trains on, estimated on the validation
   images (corrected exactly as the noisy images are), and the noisy labels' own accuracy;
 - wall time per stage, training images/s and GFLOP/s per model;
@@ -81,13 +82,18 @@ def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
     ceiling = {"mixed_bfloat16": ceilings["bfloat16"], "float32": ceilings["float32"]}.get(
         precision)
     models = []
+    n_test = max((int(sum(map(sum, score["test"]["confusion"])))
+                  for score in metrics["scores"].values() if score.get("test")), default=0)
     for name, score in metrics["scores"].items():
         trained = metrics["models"].get(name, {}).get("metrics", {})
-        accuracy = float(score["validation"]["accuracy"])
+        accuracy = float(score["validation"]["accuracy"]) if score.get("validation") else None
+        test = float(score["test"]["accuracy"]) if score.get("test") else None
         gflops = trained.get("gflops_per_second")
         models.append({
             "model": name, "validation_accuracy": accuracy,
-            "standard_error": standard_error(accuracy, n_val),
+            "standard_error": standard_error(accuracy, n_val) if accuracy is not None else None,
+            "test_accuracy": test,
+            "test_standard_error": standard_error(test, n_test) if test is not None else None,
             "train_seconds": trained.get("seconds"),
             "images_per_second": trained.get("images_per_second"),
             "gflops_per_second": gflops,
@@ -99,7 +105,7 @@ def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir), "run_name": metrics["run_name"], "profile": metrics["profile"],
         "seed": metrics["config"]["seed"], "counts": metrics["counts"],
-        "validation_images": n_val, "models": models,
+        "validation_images": n_val, "test_images": n_test, "models": models,
         "corrected_label_accuracy": corrected,
         "corrected_label_standard_error": (standard_error(corrected, n_val)
                                            if corrected is not None else None),
@@ -118,12 +124,21 @@ def print_report(result: dict[str, Any]) -> None:
     def fmt(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
+    def accuracy(value: float | None, error: float | None) -> str:
+        return "-" if value is None else f"{value:.2%} ± {error:.2%}"
+
+    with_test = any(m.get("test_accuracy") is not None for m in result["models"])
     print(f"\nrun {result['run_name']} (profile {result['profile']}, seed {result['seed']}): "
-          f"{result['validation_images']} held-out clean validation images")
-    print(f"{'model':<10} {'held-out accuracy':>20} {'train s':>8} {'img/s':>7} "
-          f"{'GFLOP/s':>8} {'of ceiling':>10}")
+          f"{result['validation_images']} held-out clean validation images"
+          + (f", {result['test_images']} labelled test images" if with_test else ""))
+    print(f"{'model':<10} {'held-out accuracy':>20}" + (f" {'test folder':>20}" if with_test
+                                                         else "")
+          + f" {'train s':>8} {'img/s':>7} {'GFLOP/s':>8} {'of ceiling':>10}")
     for m in result["models"]:
-        acc = f"{m['validation_accuracy']:.2%} ± {m['standard_error']:.2%}"
+        acc = accuracy(m["validation_accuracy"], m["standard_error"])
+        if with_test:
+            acc += " " + format(accuracy(m.get("test_accuracy"), m.get("test_standard_error")),
+                                ">20")
         print(f"{m['model']:<10} {acc:>20} {fmt(m['train_seconds'], '.0f'):>8} "
               f"{fmt(m['images_per_second'], '.0f'):>7} {fmt(m['gflops_per_second'], '.0f'):>8} "
               f"{fmt(m['fraction_of_ceiling'], '.1%'):>10}")

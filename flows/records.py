@@ -112,13 +112,22 @@ class CorrectionRef(BaseModel):
 
 class ModelScores(BaseModel):
     """One model's scores (accuracy, macro_f1, per_class_f1; see tasks.evaluate) on the
-    validation images and, when the test folder has labels, on the test images; plus its
-    predicted test labels (int64 [T])."""
+    validation images (None in a production run, which has none) and, when the test folder
+    has labels, on the test images; plus its predicted test labels (int64 [T])."""
 
     name: str
-    validation: dict[str, Any]
+    validation: dict[str, Any] | None = None
     test: dict[str, Any] | None = None
     test_predictions: Artifact | None = None
+
+    def heldout(self) -> tuple[str, dict[str, Any]] | None:
+        """The score on clean images no training saw, for gating a model: the validation
+        images', else the labelled test folder's (a production run); None without either."""
+        if self.validation:
+            return "validation", self.validation
+        if self.test:
+            return "test", self.test
+        return None
 
 
 class CleanModelRef(BaseModel):
@@ -171,10 +180,13 @@ class PipelineSummary(BaseModel):
             p = scores["accuracy"]
             return f"{100 * p:.1f}% ± {100 * (p * (1 - p) / max(n, 1)) ** 0.5:.1f}"
 
+        with_val = any(s.validation for s in self.scores.values())
         with_test = any(s.test for s in self.scores.values())
-        rows = [("model", "validation (held-out clean)") + (("test folder",) if with_test else ())]
-        rows += [(name, cell(s.validation)) + ((cell(s.test),) if with_test else ())
-                 for name, s in self.scores.items()]
+        header = ("model",) + (("validation (held-out clean)",) if with_val else ()) + (
+            ("test folder",) if with_test else ())
+        rows = [header] + [
+            (name,) + ((cell(s.validation),) if with_val else ())
+            + ((cell(s.test),) if with_test else ()) for name, s in self.scores.items()]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                          for row in rows)
@@ -182,7 +194,7 @@ class PipelineSummary(BaseModel):
     def headline(self) -> dict[str, float]:
         """Validation (and test) accuracy per model: the numbers a person looks at first."""
         out = {f"{n} validation accuracy": s.validation["accuracy"]
-               for n, s in self.scores.items()}
+               for n, s in self.scores.items() if s.validation}
         out.update({f"{n} test accuracy": s.test["accuracy"]
                     for n, s in self.scores.items() if s.test})
         return out

@@ -451,10 +451,14 @@ def correct_noisy_labels(
         val_idx=load_array(split.val_idx),
         method=method, threshold=threshold, keep_fraction=profile.keep_fraction)
     source = "the teacher" if evidence == "teacher" else f"self-training round {round_number}"
-    log.info(
-        "labels corrected from %s: %.2f%% right on the validation images (noisy labels: "
-        "%.2f%%)", source, 100 * metrics["validation_correction_accuracy"],
-        100 * metrics["validation_noisy_label_accuracy"])
+    if "validation_correction_accuracy" in metrics:
+        log.info(
+            "labels corrected from %s: %.2f%% right on the validation images (noisy labels: "
+            "%.2f%%)", source, 100 * metrics["validation_correction_accuracy"],
+            100 * metrics["validation_noisy_label_accuracy"])
+    else:
+        log.info("labels corrected from %s: %.1f%% changed (no validation images to measure "
+                 "them: a production run)", source, 100 * metrics["changed_from_noisy"])
     return CorrectionRef(
         noisy_idx=split.noisy_idx,
         targets=save_array(cache_dir, "correction", correction.targets),
@@ -601,16 +605,17 @@ def score_model(
     model: TrainedModel, dataset: DatasetRef, clean_labels: Artifact, features: FeaturesRef,
     split: SplitRef, profile: TrainProfile, cache_dir: Path,
 ) -> ModelScores:
-    """Accuracy and F1 on the validation images (and test images when labelled); predict the
-    test folder."""
+    """Accuracy and F1 on the validation images (none in a production run) and on the test
+    images when labelled; predict the test folder."""
     from relabel.tasks.evaluate import evaluate
 
     val_idx = load_array(split.val_idx)
-    images = load_array(dataset.images, mmap=True)
-    feats = load_array(features.train)
-    predicted = _predict(model, images[val_idx], feats[val_idx], profile)
-    scores = ModelScores(name=model.name,
-                         validation=evaluate(load_array(clean_labels)[val_idx], predicted))
+    scores = ModelScores(name=model.name)
+    if val_idx.size:  # a production run has none
+        images = load_array(dataset.images, mmap=True)
+        feats = load_array(features.train)
+        predicted = _predict(model, images[val_idx], feats[val_idx], profile)
+        scores.validation = evaluate(load_array(clean_labels)[val_idx], predicted)
     if dataset.test_images is not None:
         test_x = load_array(dataset.test_images)
         test_f = load_array(features.test) if features.test is not None else None

@@ -246,6 +246,9 @@ def run(
         help=f"training budget: {', '.join(PROFILE_NAMES)} (default: demo on the generated "
         "demo data, cpu otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every split and model")] = 0,
+    validation_size: Annotated[float, typer.Option(
+        help="share of the clean labels held out to measure the run; 0 = a production run "
+        "that trains on all of them (only a labelled test folder then measures it)")] = 0.2,
     models: Annotated[str, typer.Option(
         help=f"comma-separated subset of {','.join(MODEL_KEYS)}")] = ",".join(MODEL_KEYS),
     output_dir: Annotated[Path | None, typer.Option(
@@ -276,7 +279,7 @@ def run(
     try:
         config = PipelineConfig(
             data=data, profile=profile or default_profile(data), seed=seed,
-            output_dir=output_dir, cache_dir=cache_dir,
+            validation_size=validation_size, output_dir=output_dir, cache_dir=cache_dir,
             models=[m.strip() for m in models.split(",") if m.strip()], task_runner=task_runner,
             overrides=_parse_overrides(set_ or []),
         )

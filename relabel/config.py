@@ -270,8 +270,9 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     models: list[ModelName] = Field(default_factory=lambda: list(MODEL_KEYS))
     validation_size: float = Field(
-        0.2, gt=0, lt=1, description="fraction of the clean labels held out from all training"
-    )
+        0.2, ge=0, lt=1, description="fraction of the clean labels held out from all training "
+        "(their accuracy is the run's estimate); 0 = a production run: every clean label "
+        "trains, and only a labelled test folder measures it")
     correction: Literal["posterior", "threshold"] = "posterior"
     threshold: float = Field(0.85, gt=0, lt=1, description="the old notebook's pseudo-label rule")
     task_runner: Literal["threads", "dask", "ray"] = "threads"

@@ -5,10 +5,13 @@ Promotion gate
 --------------
 Every registered version carries its held-out clean metric as a version tag
 (`relabel.heldout_accuracy`: accuracy on the validation images with clean labels, which
-no model trains on). A new version gets alias `champion` only if that number is strictly
-higher than the current champion's (the first version is champion by default); otherwise
-it gets `challenger`. The decision, both numbers and the lock holder are returned as a
-`PromotionDecision` and logged to the run by the tracker.
+no model trains on; in a production run, which has none, on the labelled test folder). A
+new version gets alias `champion` only if that number is strictly higher than the current
+champion's (the first version is champion by default); otherwise it gets `challenger`. A
+version nothing held out measured gets no tag and no alias: a person promotes it, and
+while it is champion no measured version replaces it automatically. The decision, both
+numbers and the lock holder are returned as a `PromotionDecision` and logged to the run by
+the tracker.
 
 The promotion lock
 ------------------
@@ -348,9 +351,10 @@ def _version_metric(client: MlflowClient, name: str, version: str) -> float | No
     return None if raw is None else float(raw)
 
 
-def register_version(client: MlflowClient, model_uri: str, run_id: str, metric: float,
+def register_version(client: MlflowClient, model_uri: str, run_id: str, metric: float | None,
                      model_name: str = MODEL_NAME) -> str:
-    """Register `model_uri` under `model_name` with its held-out metric as a version tag."""
+    """Register `model_uri` under `model_name` with its held-out metric as a version tag
+    (none when no held-out images measured it)."""
     try:
         client.create_registered_model(
             model_name, description="relabel Model II: CIFAR-style classifier trained on "
@@ -362,7 +366,8 @@ def register_version(client: MlflowClient, model_uri: str, run_id: str, metric: 
     # does; the server refuses the bare URI as a source otherwise.
     model_id = model_uri.split("/", 1)[1] if model_uri.startswith("models:/m-") else None
     version = client.create_model_version(
-        model_name, model_uri, run_id=run_id, tags={METRIC_TAG: repr(float(metric))},
+        model_name, model_uri, run_id=run_id,
+        tags={} if metric is None else {METRIC_TAG: repr(float(metric))},
         model_id=model_id)
     return str(version.version)
 
@@ -390,10 +395,15 @@ def promote(client: MlflowClient, version: str, metric: float, model_name: str =
             alias, reason = CHAMPION, "first registered version: champion by default"
         elif champion_version == str(version):
             alias, reason = CHAMPION, "already the champion"
-        elif champion_value is None or metric > champion_value:
+        elif champion_value is None:
+            # Only a person gives an unmeasured version (a production run's) the alias.
+            alias = CHALLENGER
+            reason = (f"champion v{champion_version} has no held-out score (a person promoted "
+                      "it): a measured version does not replace it automatically")
+        elif metric > champion_value:
             alias = CHAMPION
             reason = (f"held-out accuracy {metric:.4f} beats champion v{champion_version}'s "
-                      f"{champion_value if champion_value is None else f'{champion_value:.4f}'}")
+                      f"{champion_value:.4f}")
         else:
             alias = CHALLENGER
             reason = (f"held-out accuracy {metric:.4f} does not beat champion "

@@ -641,17 +641,43 @@ class Tracker:
                  earlier_run, model_uri)
 
     def _log_model2(self, run: str, model: Any, score: Any, register: bool) -> None:
-        from relabel.registry import log_keras_classifier, promote, register_version
+        from relabel.registry import log_keras_classifier
 
         model_uri = log_keras_classifier(run, model.model.path, name="classifier",
                                          tracking_uri=self.uri)
         self.log_tags(run, {"relabel.model_uri": model_uri})
         self.log_tags(self._parent(), {"relabel.model_uri": model_uri})
-        if register and score is not None:
-            metric = float(score.validation["accuracy"])
-            version = register_version(self.client, model_uri, run, metric)
-            decision = promote(self.client, version, metric)
-            self.log_promotion(run, decision)
+        if register:
+            self.register_model2(run, model_uri, score)
+
+    def register_model2(self, run: str, model_uri: str, score: Any,
+                        model_name: str | None = None) -> PromotionDecision | None:
+        """Register Model II (`model_uri`, logged by `run`) and gate it on its held-out score
+        (`ModelScores.heldout`: the validation images', else a labelled test folder's).
+        Returns the decision; None when nothing held out measured it (a production run
+        without test labels): the version is registered with no alias, for a person to
+        promote, never promoted on no evidence."""
+        from relabel.registry import MODEL_NAME, promote, register_version
+
+        model_name = model_name or MODEL_NAME
+        heldout = score.heldout() if score is not None else None
+        if heldout is None:
+            version = register_version(self.client, model_uri, run, None, model_name)
+            self.log_tags(run, {"relabel.registered_model": model_name,
+                                "relabel.model_version": version})
+            log.warning("%s v%s registered without an alias: no held-out images scored it "
+                        "(validation_size 0 and no test_labels.csv); give it alias champion in "
+                        "the MLflow UI once you trust it", model_name, version)
+            return None
+        split, evaluation = heldout
+        metric = float(evaluation["accuracy"])
+        version = register_version(self.client, model_uri, run, metric, model_name)
+        decision = promote(self.client, version, metric, model_name)
+        if split != "validation":
+            log.info("%s v%s gated on the labelled test folder (no validation images: a "
+                     "production run)", model_name, version)
+        self.log_promotion(run, decision)
+        return decision
 
     def _end(self, run_id: str, seconds: float | None, status: str = "FINISHED") -> None:
         if seconds is not None:

@@ -212,8 +212,8 @@ def correct_noisy_images(
     """The pipeline's correction step on whole-dataset arrays (`proba` [N, k] from the clean
     model, labels [N], -1 = no clean label): fit the temperature to the noisy labels of
     `noisy_idx` (`fit_temperature_to_noisy_labels`), correct them, and measure the same
-    correction on `val_idx` (true labels known there, never trained on). Returns the
-    correction of the noisy images and its metrics."""
+    correction on `val_idx` (true labels known there, never trained on; no validation
+    metrics when it is empty). Returns the correction of the noisy images and its metrics."""
     proba, noisy_labels = np.asarray(proba), np.asarray(noisy_labels, np.int64)
     clean_labels = np.asarray(clean_labels, np.int64)
     noisy_idx, val_idx = np.asarray(noisy_idx, np.int64), np.asarray(val_idx, np.int64)
@@ -224,18 +224,19 @@ def correct_noisy_images(
         return correct_labels(proba[idx], noisy_labels[idx], transition, method, threshold,
                               temperature=temperature, keep_fraction=keep_fraction)
 
-    correction, on_validation = correct(noisy_idx), correct(val_idx)
+    correction = correct(noisy_idx)
     metrics = {
         "temperature": temperature,
         "corrected_images": float(len(noisy_idx)),
         "kept_images": float(correction.keep.sum()),
         "changed_from_noisy": float((correction.labels != noisy_labels[noisy_idx]).mean())
         if len(noisy_idx) else 0.0,
-        "validation_correction_accuracy": correction_accuracy(on_validation,
-                                                              clean_labels[val_idx]),
-        "validation_noisy_label_accuracy": float(
-            (noisy_labels[val_idx] == clean_labels[val_idx]).mean()),
     }
+    if len(val_idx):  # a production run (no validation images) has no estimate to report
+        metrics["validation_correction_accuracy"] = correction_accuracy(
+            correct(val_idx), clean_labels[val_idx])
+        metrics["validation_noisy_label_accuracy"] = float(
+            (noisy_labels[val_idx] == clean_labels[val_idx]).mean())
     return correction, metrics
 
 

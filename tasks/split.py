@@ -24,12 +24,15 @@ def validation_split(
     Returns `(train_idx, val_idx)`: disjoint, sorted, int64; `val_idx` holds `fraction` of
     the clean images with the same class proportions. Images without a clean label are in
     neither. The validation images must never be trained on (not even with their noisy
-    label): callers exclude `val_idx` everywhere.
+    label): callers exclude `val_idx` everywhere. `fraction` 0 (a production run) trains on
+    every clean image and leaves `val_idx` empty.
     """
     clean_labels = np.asarray(clean_labels, dtype=np.int64)
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
     known = np.flatnonzero(clean_labels >= 0)
+    if fraction == 0:
+        return known.astype(np.int64), np.empty(0, np.int64)
     if known.size < 2:
         raise ValueError(f"need at least 2 clean labels to split, got {known.size}")
     try:

@@ -53,3 +53,16 @@ def test_the_results_table_gives_accuracy_with_its_standard_error() -> None:
     assert with_test.headline() == {
         "Baseline validation accuracy": 0.24, "Model II validation accuracy": 0.9,
         "Baseline test accuracy": 0.25, "Model II test accuracy": 0.91}
+
+
+def test_a_production_run_reports_the_test_folder_only() -> None:
+    summary = _summary(test=True)
+    for score in summary.scores.values():
+        score.validation = None  # validation_size 0: no validation images
+    table = summary.results_table().splitlines()
+    assert table[0].split() == ["model", "test", "folder"]
+    assert table[2].split() == ["Model", "II", "91.0%", "±", "2.9"]
+    assert summary.headline() == {"Baseline test accuracy": 0.25, "Model II test accuracy": 0.91}
+    assert summary.scores["Model II"].heldout() == ("test", summary.scores["Model II"].test)
+    assert ModelScores(name="Model II").heldout() is None
+    assert _summary(test=True).scores["Baseline"].heldout()[0] == "validation"

@@ -166,3 +166,32 @@ def test_a_stage_failing_on_a_wrong_path_is_one_error_line_and_exit_2(in_tmp: Pa
     assert "retry" not in (quiet.stdout + quiet.stderr).lower()  # a wrong path stays wrong
     loud = _relabel("--verbose", *args, cwd=in_tmp, env={"RELABEL_TRACKING": "off"})
     assert loud.returncode == 1 and "Traceback" in loud.stdout + loud.stderr
+
+
+@pytest.mark.slow
+def test_a_production_run_trains_on_every_clean_label_and_reports_the_test_folder(
+        in_tmp: Path) -> None:
+    """`--validation-size 0`: no validation images, so the labelled test folder is the only
+    measure: the table, metrics.json and the registry say so."""
+    import json
+
+    import mlflow
+
+    from relabel.registry import METRIC_TAG, MODEL_NAME
+    from relabel.tasks.demodata import generate_demo_data
+
+    data = generate_demo_data(in_tmp / "data", num_train=300, num_clean=150, num_test=40)
+    done = _relabel("run", "--data", str(data), "--profile", "smoke", "--validation-size", "0",
+                    "--output-dir", "out", cwd=in_tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout[done.stdout.index("\nmodel"):].splitlines()[1:5]
+    assert table[0].split() == ["model", "test", "folder"], table
+    metrics = json.loads((in_tmp / "out" / "metrics.json").read_text())
+    assert metrics["counts"]["validation"] == 0 and metrics["counts"]["clean_train"] == 150
+    model2 = metrics["scores"]["Model II"]
+    assert model2["validation"] is None and 0 <= model2["test"]["accuracy"] <= 1
+    assert not [k for k in metrics["correction"]["metrics"] if k.startswith("validation")]
+    client = mlflow.MlflowClient(f"sqlite:///{in_tmp / 'mlflow.db'}")
+    (version,) = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert float(version.tags[METRIC_TAG]) == pytest.approx(model2["test"]["accuracy"])
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == version.version

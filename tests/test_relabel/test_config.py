@@ -20,8 +20,9 @@ def test_defaults_validate_and_flatten() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("profile", "huge"), ("validation_size", 1.5), ("models", ["model3"]), ("models", []),
-     ("threshold", 0.0), ("task_runner", "slurm"), ("seeds", 3)],
+    [("profile", "huge"), ("validation_size", 1.5), ("validation_size", -0.1),
+     ("models", ["model3"]), ("models", []), ("threshold", 0.0), ("task_runner", "slurm"),
+     ("seeds", 3)],
 )
 def test_bad_values_are_named(field: str, value: object) -> None:
     with pytest.raises(ValidationError) as info:

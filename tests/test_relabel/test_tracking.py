@@ -196,6 +196,32 @@ def test_promotion_gate(model_uri) -> None:
     assert not client.search_registered_models(f"name = '{name}{registry.LOCK_SUFFIX}'")
 
 
+def test_a_production_run_is_gated_on_the_test_folder_or_left_to_a_person(model_uri) -> None:
+    """validation_size 0: Model II has no validation score. A labelled test folder gates it;
+    without one it is registered with no alias, and once a person promotes it, measured
+    versions do not replace it automatically."""
+    from relabel import registry
+    from relabel.flows.records import ModelScores
+
+    tracker, run, uri = model_uri
+    client, name = tracker.client, "test-production"
+    measured = tracker.register_model2(
+        run, uri, ModelScores(name="Model II", test={"accuracy": 0.7}), model_name=name)
+    assert measured.alias == "champion" and measured.new_value == 0.7
+    unmeasured = tracker.register_model2(run, uri, ModelScores(name="Model II"),
+                                         model_name=name)
+    assert unmeasured is None
+    (newest,) = [v for v in client.search_model_versions(f"name = '{name}'")
+                 if int(v.version) == 2]
+    assert not newest.aliases and registry.METRIC_TAG not in newest.tags
+    assert client.get_run(run).data.tags["relabel.model_version"] == "2"
+    client.set_registered_model_alias(name, "champion", "2")  # a person promotes it
+    later = tracker.register_model2(
+        run, uri, ModelScores(name="Model II", validation={"accuracy": 0.9}), model_name=name)
+    assert later.alias == "challenger" and "no held-out score" in later.reason
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+
+
 class SlowChampionReads:
     """An MlflowClient that pauses after reading the champion alias: widens promote()'s
     read-decide-write window so that any race between promotions shows."""

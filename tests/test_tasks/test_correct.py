@@ -117,6 +117,12 @@ def test_pipeline_correction_calibrates_on_the_noisy_images_and_reports_on_valid
     assert metrics["validation_noisy_label_accuracy"] == pytest.approx(
         np.mean(noisy[val] == true[val]))
     assert metrics["corrected_images"] == 3000 and metrics["kept_images"] == 3000
+    # A production run (no validation images) corrects the same, and claims no estimate.
+    same, unmeasured = correct_noisy_images(sharp, noisy, clean, t, noisy_idx,
+                                            np.empty(0, np.int64))
+    np.testing.assert_array_equal(same.labels, correction.labels)
+    assert not any(k.startswith("validation") for k in unmeasured)
+    assert unmeasured["temperature"] == metrics["temperature"]
 
 
 

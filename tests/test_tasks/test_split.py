@@ -27,6 +27,17 @@ def test_validation_split_is_stratified_disjoint_and_reproducible():
     assert not np.array_equal(val, validation_split(labels, 0.2, seed=2)[1])
 
 
+def test_a_production_split_trains_on_every_clean_image():
+    labels = _clean_labels()
+    plan = plan_splits(labels, 0.0, folds=2, seed=0)
+    np.testing.assert_array_equal(plan.clean_train_idx, np.arange(1500))
+    assert plan.val_idx.size == 0 and plan.val_idx.dtype == np.int64
+    np.testing.assert_array_equal(np.sort(np.concatenate([h for _, h in plan.folds])),
+                                  np.arange(1500))
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\)"):
+        validation_split(labels, 1.0, seed=0)
+
+
 def test_kfold_covers_every_index_once():
     labels = _clean_labels()
     idx = np.arange(1500)
