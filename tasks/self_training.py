@@ -152,20 +152,25 @@ def mix_probabilities(teacher: np.ndarray, student: np.ndarray,
     return mixed / mixed.sum(axis=1, keepdims=True)
 
 
+def judged_rows(student: StudentResult, val_idx: np.ndarray) -> np.ndarray:
+    """bool mask over `student.predict_idx`: the rows whose judgement is used. Student 0's
+    all; the other's without the validation images, so that each validation image has what
+    each noisy image has: one student that never saw it."""
+    if student.half == 0:
+        return np.ones(student.predict_idx.size, bool)
+    return ~np.isin(student.predict_idx, np.asarray(val_idx, dtype=np.int64))
+
+
 def combine_students(teacher_proba: np.ndarray, students: list[StudentResult],
                      val_idx: np.ndarray, teacher_weight: float) -> np.ndarray:
     """float32 [N, 10]: the teacher's probabilities (`teacher_proba`, N rows) with every
     noisy image a student scored replaced by the mix of teacher and that student. The
-    validation images take student 0's mix only, so that the validation estimate of the
-    correction has what each noisy image has: one student that never saw it."""
+    validation images take student 0's mix only (`judged_rows`)."""
     if sorted(s.half for s in students) != list(range(HALVES)):
         raise ValueError(f"need one student per half, got halves {[s.half for s in students]}")
-    val_idx = np.asarray(val_idx, dtype=np.int64)
     combined = np.array(teacher_proba, dtype=np.float32, copy=True)
     for student in students:
-        keep = np.ones(student.predict_idx.size, bool)
-        if student.half != 0:
-            keep = ~np.isin(student.predict_idx, val_idx)
+        keep = judged_rows(student, val_idx)
         idx = student.predict_idx[keep]
         teacher = np.asarray(teacher_proba[idx], dtype=np.float64)
         if np.isnan(teacher).any():
@@ -178,8 +183,8 @@ def add_neighbour_votes(
     proba: np.ndarray, students: list[StudentResult], val_idx: np.ndarray,
     noisy_labels: np.ndarray, transition: np.ndarray, seed: int = 0,
 ) -> tuple[np.ndarray, NeighbourVotes]:
-    """`proba` [N, 10] (combine_students' mix) with each image a student judged (as in
-    combine_students: the other half, the validation images from student 0 only) multiplied
+    """`proba` [N, 10] (combine_students' mix) with each image a student judged
+    (`judged_rows`: the other half, the validation images from student 0 only) multiplied
     by its neighbours' votes (tasks/neighbours.py); the votes' parameters are fitted to the
     noisy labels of the judged noisy images, never to a clean label."""
     from relabel.tasks.neighbours import fit_votes, with_votes
@@ -191,8 +196,7 @@ def add_neighbour_votes(
                          "(profile.neighbour_votes > 0)")
     rows, neighbours = [], []
     for student in sorted(students, key=lambda s: s.half):
-        keep = np.ones(student.predict_idx.size, bool) if student.half == 0 else ~np.isin(
-            student.predict_idx, val_idx)
+        keep = judged_rows(student, val_idx)
         rows.append(student.predict_idx[keep])
         neighbours.append(np.asarray(student.neighbour_idx)[keep])
     idx, neighbour_labels = np.concatenate(rows), noisy_labels[np.concatenate(neighbours)]
