@@ -550,3 +550,40 @@ def test_gpu_check_refuses_to_run_without_a_gpu(capsys: pytest.CaptureFixture[st
         gpu_check.main(["--epochs", "1"])
     assert exit_info.value.code == gpu_check.EXIT_NO_GPU == 3
     assert "sees no GPU" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_heldout_copy_moves_the_pipelines_validation_images_to_a_labelled_test_folder(
+        tmp_path: Path) -> None:
+    """benchmarks/heldout_copy.py: the images a run would hold out become the test folder
+    (same split), the rest keep their labels, and ingestion accepts the copy."""
+    import numpy as np
+
+    from relabel.tasks.demodata import generate_demo_data
+    from relabel.tasks.ingest import ingest, load_dataset
+    from relabel.tasks.split import validation_split
+
+    data = generate_demo_data(tmp_path / "data", num_train=120, num_clean=60, num_test=5)
+    shutil.rmtree(data / "images_test")
+    (data / "test_labels.csv").unlink()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import heldout_copy
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out = tmp_path / "copy"
+    counts = heldout_copy.make_heldout_copy(data, out, fraction=0.2, seed=3)
+    assert counts == {"train_images": 108, "clean_labels": 48, "test_images": 12}
+    original = load_dataset(ingest(data, tmp_path / "cache").dataset_dir)
+    copy = load_dataset(ingest(out, tmp_path / "cache").dataset_dir)
+    train_clean, held_out = validation_split(original.clean_labels, 0.2, seed=3)
+    np.testing.assert_array_equal(copy.test_images, original.images[held_out])
+    np.testing.assert_array_equal(copy.test_labels, original.clean_labels[held_out])
+    kept = np.concatenate([train_clean, np.arange(60, 120)])
+    np.testing.assert_array_equal(copy.images, original.images[kept])
+    np.testing.assert_array_equal(copy.noisy_labels, original.noisy_labels[kept])
+    np.testing.assert_array_equal(copy.clean_labels[:48], original.clean_labels[train_clean])
+    assert (copy.clean_labels[48:] == -1).all()
+    with pytest.raises(FileExistsError, match="already exists"):
+        heldout_copy.make_heldout_copy(data, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "copy", "data"]
