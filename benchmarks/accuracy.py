@@ -135,11 +135,11 @@ def print_report(result: dict[str, Any]) -> None:
                                                          else "")
           + f" {'train s':>8} {'img/s':>7} {'GFLOP/s':>8} {'of ceiling':>10}")
     for m in result["models"]:
-        acc = accuracy(m["validation_accuracy"], m["standard_error"])
+        acc = format(accuracy(m["validation_accuracy"], m["standard_error"]), ">20")
         if with_test:
             acc += " " + format(accuracy(m.get("test_accuracy"), m.get("test_standard_error")),
                                 ">20")
-        print(f"{m['model']:<10} {acc:>20} {fmt(m['train_seconds'], '.0f'):>8} "
+        print(f"{m['model']:<10} {acc} {fmt(m['train_seconds'], '.0f'):>8} "
               f"{fmt(m['images_per_second'], '.0f'):>7} {fmt(m['gflops_per_second'], '.0f'):>8} "
               f"{fmt(m['fraction_of_ceiling'], '.1%'):>10}")
     if result["corrected_label_accuracy"] is not None:
