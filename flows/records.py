@@ -182,6 +182,10 @@ class PipelineSummary(BaseModel):
 
         with_val = any(s.validation for s in self.scores.values())
         with_test = any(s.test for s in self.scores.values())
+        if self.scores and not (with_val or with_test):
+            return ("no accuracy to report: a production run (validation_size 0) without a "
+                    "labelled test folder has no held-out images; a run with a validation "
+                    "split on the same data estimates it")
         header = ("model",) + (("validation (held-out clean)",) if with_val else ()) + (
             ("test folder",) if with_test else ())
         rows = [header] + [

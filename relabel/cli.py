@@ -303,8 +303,10 @@ def run(
     summary = state.result()
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     typer.echo("\n" + summary.results_table())
+    published = [name for name in ("label_prediction.csv", "metrics.json")
+                 if name in summary.outputs] + ["plots"]
     typer.echo(f"\nwall time {minutes} min {seconds:02d} s; results in {summary.run_dir}/ "
-               "(label_prediction.csv, metrics.json, plots)")
+               f"({', '.join(published)})")
     typer.echo("MLflow UI:  relabel mlflow-ui    (runs, curves, plots, the model registry)\n"
                "Prefect UI: relabel server       (deployments, schedules, run history)")
 

@@ -65,4 +65,8 @@ def test_a_production_run_reports_the_test_folder_only() -> None:
     assert summary.headline() == {"Baseline test accuracy": 0.25, "Model II test accuracy": 0.91}
     assert summary.scores["Model II"].heldout() == ("test", summary.scores["Model II"].test)
     assert ModelScores(name="Model II").heldout() is None
+    for score in summary.scores.values():
+        score.test = None  # and no labelled test folder: nothing measured the run
+    assert summary.results_table().startswith("no accuracy to report: a production run")
+    assert summary.headline() == {}
     assert _summary(test=True).scores["Baseline"].heldout()[0] == "validation"

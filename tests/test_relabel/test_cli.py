@@ -186,6 +186,7 @@ def test_a_production_run_trains_on_every_clean_label_and_reports_the_test_folde
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout[done.stdout.index("\nmodel"):].splitlines()[1:5]
     assert table[0].split() == ["model", "test", "folder"], table
+    assert "(label_prediction.csv, metrics.json, plots)" in done.stdout
     metrics = json.loads((in_tmp / "out" / "metrics.json").read_text())
     assert metrics["counts"]["validation"] == 0 and metrics["counts"]["clean_train"] == 150
     model2 = metrics["scores"]["Model II"]
