@@ -647,20 +647,21 @@ class Tracker:
                                          tracking_uri=self.uri)
         self.log_tags(run, {"relabel.model_uri": model_uri})
         self.log_tags(self._parent(), {"relabel.model_uri": model_uri})
-        if register:
+        if register and score is not None:
             self.register_model2(run, model_uri, score)
 
     def register_model2(self, run: str, model_uri: str, score: Any,
                         model_name: str | None = None) -> PromotionDecision | None:
         """Register Model II (`model_uri`, logged by `run`) and gate it on its held-out score
-        (`ModelScores.heldout`: the validation images', else a labelled test folder's).
+        (`score`: a flows.records.ModelScores; its `heldout()`: the validation images', else
+        a labelled test folder's).
         Returns the decision; None when nothing held out measured it (a production run
         without test labels): the version is registered with no alias, for a person to
         promote, never promoted on no evidence."""
         from relabel.registry import MODEL_NAME, promote, register_version
 
         model_name = model_name or MODEL_NAME
-        heldout = score.heldout() if score is not None else None
+        heldout = score.heldout()
         if heldout is None:
             version = register_version(self.client, model_uri, run, None, model_name)
             self.log_tags(run, {"relabel.registered_model": model_name,
