@@ -73,6 +73,16 @@ def run_pipeline(args: argparse.Namespace) -> Path:
     return Path(args.output_dir)
 
 
+def _accuracy(evaluation: dict[str, Any] | None) -> tuple[float | None, float | None, int]:
+    """(accuracy, its standard error, images) of one score (tasks.evaluate); Nones and 0
+    when the run has no such score (no validation split, an unlabelled test folder)."""
+    if not evaluation:
+        return None, None, 0
+    n = int(sum(map(sum, evaluation["confusion"])))
+    accuracy = float(evaluation["accuracy"])
+    return accuracy, standard_error(accuracy, n), n
+
+
 def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     n_val = int(metrics["counts"]["validation"])
@@ -82,18 +92,15 @@ def report(run_dir: Path, ceilings: dict[str, float]) -> dict[str, Any]:
     ceiling = {"mixed_bfloat16": ceilings["bfloat16"], "float32": ceilings["float32"]}.get(
         precision)
     models = []
-    n_test = max((int(sum(map(sum, score["test"]["confusion"])))
-                  for score in metrics["scores"].values() if score.get("test")), default=0)
+    n_test = 0
     for name, score in metrics["scores"].items():
         trained = metrics["models"].get(name, {}).get("metrics", {})
-        accuracy = float(score["validation"]["accuracy"]) if score.get("validation") else None
-        test = float(score["test"]["accuracy"]) if score.get("test") else None
+        accuracy, error, _ = _accuracy(score.get("validation"))
+        test, test_error, n_test = _accuracy(score.get("test"))
         gflops = trained.get("gflops_per_second")
         models.append({
-            "model": name, "validation_accuracy": accuracy,
-            "standard_error": standard_error(accuracy, n_val) if accuracy is not None else None,
-            "test_accuracy": test,
-            "test_standard_error": standard_error(test, n_test) if test is not None else None,
+            "model": name, "validation_accuracy": accuracy, "standard_error": error,
+            "test_accuracy": test, "test_standard_error": test_error,
             "train_seconds": trained.get("seconds"),
             "images_per_second": trained.get("images_per_second"),
             "gflops_per_second": gflops,

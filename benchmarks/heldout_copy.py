@@ -22,7 +22,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relabel.tasks.ingest import (  # noqa: E402 - after the path set-up above
+from relabel.fileio import atomic_directory  # noqa: E402 - after the path set-up above
+from relabel.tasks.ingest import (  # noqa: E402
     CLEAN_CSV,
     NOISY_CSV,
     TEST_LABELS_CSV,
@@ -44,10 +44,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another file system, or one without hard links
         shutil.copyfile(source, target)
-
-
-def _write_labels(path: Path, labels: np.ndarray) -> None:
-    path.write_text("".join(f"{int(label)}\n" for label in labels))
 
 
 def make_heldout_copy(data: Path, out: Path, fraction: float = 0.2, seed: int = 0) -> dict:
@@ -67,9 +63,7 @@ def make_heldout_copy(data: Path, out: Path, fraction: float = 0.2, seed: int = 
     known[:clean.size] = clean
     train_clean, test_idx = validation_split(known, fraction, seed)
     order = np.concatenate([train_clean, np.arange(clean.size, noisy.size)])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_directory(out) as staging:
         (staging / "images").mkdir()
         (staging / "images_test").mkdir()
         for new, old in enumerate(order, start=1):
@@ -78,13 +72,9 @@ def make_heldout_copy(data: Path, out: Path, fraction: float = 0.2, seed: int = 
         for new, old in enumerate(test_idx, start=1):
             _link_or_copy(data / "images" / f"{old + 1:05d}.png",
                           staging / "images_test" / f"test{new:05d}.png")
-        _write_labels(staging / NOISY_CSV, noisy[order])
-        _write_labels(staging / CLEAN_CSV, clean[train_clean])
-        _write_labels(staging / TEST_LABELS_CSV, clean[test_idx])
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        np.savetxt(staging / NOISY_CSV, noisy[order], fmt="%d")
+        np.savetxt(staging / CLEAN_CSV, clean[train_clean], fmt="%d")
+        np.savetxt(staging / TEST_LABELS_CSV, clean[test_idx], fmt="%d")
     return {"train_images": int(order.size), "clean_labels": int(train_clean.size),
             "test_images": int(test_idx.size)}
 
