@@ -119,6 +119,11 @@ class TrainProfile(BaseModel):
         "(e.g. 0.99 per step) and finish with it, BatchNorm statistics recomputed; None: off "
         "(0.99 on the reference data: Model II 87.60% against 87.70% without; README)"
     )
+    mixup_alpha: float = Field(
+        0.0, ge=0, description="mixup (tasks/train.py `mix_batch`) in the teacher, the "
+        "students and Model II: each training image blended with another, lam ~ Beta(alpha, "
+        "alpha), targets alike; 0: off (Model I never mixes: it is the plain comparison)"
+    )
     max_train_images: int | None = Field(
         None, ge=16, description="cap on noisy training images (smoke tests only)"
     )
@@ -147,7 +152,7 @@ PROFILES: dict[str, TrainProfile] = {
         name="smoke", width=0.25, batch_size=128, folds=2, clean_epochs=2, noisy_epochs=1,
         retrain_epochs=2, tta=True, max_train_images=2000, clean_batch_size=128,
         self_training=True, student_epochs=1, student_init="teacher", model1_width=0.25,
-        self_training_rounds=2, refine_epochs=1, neighbour_votes=10,
+        self_training_rounds=2, refine_epochs=1, neighbour_votes=10, mixup_alpha=0.4,
     ),
     # The 60-minute budget on a 2-core CPU for the 50,000-image reference set: full-width
     # airbench in bfloat16 where the CPU has AVX-512 BF16 (AMD EPYC Zen 5: ~1.7x float32).

@@ -44,6 +44,7 @@ def train_model1(
     if loss == "forward":
         # Smoothing the noisy targets as well would double-count the noise T already models.
         kwargs.setdefault("label_smoothing", 0.0)
+    kwargs.setdefault("mixup_alpha", 0.0)  # Model I stays the plain noisy-labels comparison
     return train_classifier(
         images, noisy_labels, profile, seed=seed,
         transition=transition if loss == "forward" else None, **kwargs,

@@ -6,7 +6,8 @@ Recipe (after airbench94 and the DAWNBench ResNet-9 submissions):
   TensorFlow graph (random horizontal flip + random translation by up to 2 pixels with
   reflection padding, optionally cutout), from stateless random ops seeded by (seed, step):
   reproducible.
-- label smoothing; soft targets (label correction's posteriors) are accepted as they are.
+- label smoothing; soft targets (label correction's posteriors) are accepted as they are;
+  optional mixup (`mix_batch`).
 - optional forward loss correction (Patrini et al., 2017): the model's clean-class
   probabilities are pushed through the noise model T, p(noisy | x) = p(y | x) @ T, and the
   loss compares that with the noisy label, so the network itself learns clean classes.
@@ -190,6 +191,35 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, translate_pixels: int = TR
     return out
 
 
+def mixup_draws(seed: tf.Tensor, batch: tf.Tensor | int,
+                alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """mixup's random choices for one batch, from stateless ops seeded by `seed` (int32 [2];
+    apart from `augment_batch`'s streams): lam ~ Beta(alpha, alpha) float32 [batch] and each
+    image's partner, a permutation int32 [batch]. Drawn outside the XLA-compiled step (XLA
+    has no kernel for the gamma sampler)."""
+    seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 2), 3)
+    own = tf.random.stateless_gamma([batch], seeds[0], alpha=alpha)
+    lam = own / (own + tf.random.stateless_gamma([batch], seeds[1], alpha=alpha))
+    partner = tf.argsort(tf.random.stateless_uniform([batch], seeds[2]))
+    return lam, partner
+
+
+def mix_batch(images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, lam: tf.Tensor,
+              partner: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """mixup (Zhang et al., 2018): image i becomes lam[i] * itself + (1 - lam[i]) * image
+    partner[i], and its target and loss weight alike (`mixup_draws`). A network that must
+    give mixed answers for mixed images memorises fewer wrong labels. uint8 images in and
+    out (the blend is rounded: at most half a grey level off)."""
+    pixels = tf.cast(images, tf.float32)
+    share = lam[:, None, None, None]
+    mixed = share * pixels + (1.0 - share) * tf.gather(pixels, partner)
+    mixed = tf.cast(tf.clip_by_value(tf.round(mixed), 0.0, 255.0), tf.uint8)
+    targets = lam[:, None] * targets + (1.0 - lam[:, None]) * tf.gather(targets, partner)
+    weights = lam * weights + (1.0 - lam) * tf.gather(weights, partner)
+    return mixed, targets, weights
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -215,6 +245,7 @@ def train_classifier(
     progress_label: str = "training",
     translate_pixels: int = TRANSLATE_PIXELS,
     cutout_pixels: int = 0,
+    mixup_alpha: float | None = None,
 ) -> TrainResult:
     """Train a fresh `profile.architecture` model (or continue from `initial_model`'s
     weights) for `epochs` epochs on `images` uint8 [n, 32, 32, 3] with `targets` (int labels
@@ -226,6 +257,8 @@ def train_classifier(
     on_epoch_end(epoch, metrics): called after each epoch (1-based) with that epoch's
     numbers. label_smoothing / learning_rate / batch_size (per replica) override the
     profile's. translate_pixels / cutout_pixels: the augmentation (`augment_batch`).
+    mixup_alpha: blend the batch's images and targets (`mix_batch`, lam ~ Beta(alpha,
+    alpha)); None: the profile's `mixup_alpha`; 0: off.
     strategy: a tf.distribute strategy (default: `distribution_strategy()`).
     """
     images = _check_images(images)
@@ -246,6 +279,10 @@ def train_classifier(
         transition = np.asarray(transition, np.float32)
         if transition.shape != (soft.shape[1], soft.shape[1]):
             raise ValueError(f"transition: expected shape (10, 10), got {transition.shape}")
+
+    mixup = profile.mixup_alpha if mixup_alpha is None else mixup_alpha
+    if mixup < 0:
+        raise ValueError(f"mixup_alpha must be >= 0, got {mixup}")
 
     if deterministic and profile.jit_compile:
         # XLA has no deterministic max-pool gradient: such runs are seeded, not bit-exact.
@@ -294,8 +331,10 @@ def train_classifier(
     # it is slower for some nets on CPU); the optimizer update stays outside so that
     # MirroredStrategy can all-reduce the gradients.
     @tf.function(jit_compile=profile.jit_compile)
-    def compute_gradients(x, y, w, step_seed):
+    def compute_gradients(x, y, w, step_seed, lam=None, partner=None):
         x = augment_batch(x, step_seed, translate_pixels, cutout_pixels)
+        if lam is not None:
+            x, y, w = mix_batch(x, y, w, lam, partner)
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             losses = per_example_loss(y, logits)
@@ -306,7 +345,8 @@ def train_classifier(
         return grads, tf.reduce_sum(losses * w), hits
 
     def replica_step(x, y, w, step_seed):
-        grads, loss_sum, hits = compute_gradients(x, y, w, step_seed)
+        draws = mixup_draws(step_seed, tf.shape(x)[0], mixup) if mixup else ()
+        grads, loss_sum, hits = compute_gradients(x, y, w, step_seed, *draws)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss_sum, hits
 

@@ -15,6 +15,8 @@ from relabel.tasks.split import plan_splits
 from relabel.tasks.train import (
     augment_batch,
     load_model,
+    mix_batch,
+    mixup_draws,
     predict_proba,
     predict_proba_and_embeddings,
     save_model,
@@ -73,6 +75,53 @@ def test_cutout_fills_one_square_per_image_and_keeps_the_flips():
 
 
 @pytest.mark.slow
+def test_mixup_blends_each_image_target_and_weight_with_one_partner():
+    n = 64
+    shade = np.arange(n) * 4  # image i is one grey level: its blend shows both partners
+    images = tf.constant(np.broadcast_to(shade[:, None, None, None], (n, 32, 32, 3))
+                         .astype(np.uint8))
+    targets = tf.constant(np.eye(n, dtype=np.float32))  # a class per image: names partners
+    weights = tf.constant((0.5 + shade / 1000).astype(np.float32))
+    seed = tf.constant([3, 7])
+    mixed, mixed_targets, mixed_weights = (t.numpy() for t in mix_batch(
+        images, targets, weights, *mixup_draws(seed, n, alpha=0.4)))
+    again = mix_batch(images, targets, weights, *mixup_draws(seed, n, 0.4))[0].numpy()
+    other = mix_batch(images, targets, weights,
+                      *mixup_draws(tf.constant([3, 8]), n, 0.4))[0].numpy()
+
+    assert mixed.dtype == np.uint8 and mixed.shape == (n, 32, 32, 3)
+    np.testing.assert_array_equal(mixed, again)
+    assert not np.array_equal(mixed, other)
+    assert (mixed == mixed[:, :1, :1, :1]).all()  # one blend per image, every pixel alike
+    np.testing.assert_allclose(mixed_targets.sum(axis=1), 1.0, atol=1e-6)
+    lam = np.diag(mixed_targets)
+    partner = np.where((mixed_targets > 0).sum(axis=1) == 2,
+                       np.where(np.eye(n, dtype=bool), -1, mixed_targets).argmax(axis=1),
+                       np.arange(n))
+    assert ((mixed_targets > 0).sum(axis=1) <= 2).all()
+    moved = partner != np.arange(n)
+    assert len(set(partner[moved])) == moved.sum()  # a permutation: no one is two partners
+    blend = lam * shade + (1 - lam) * shade[partner]
+    np.testing.assert_allclose(mixed[:, 0, 0, 0], blend, atol=0.5 + 1e-3)
+    np.testing.assert_allclose(mixed_weights, lam * weights.numpy()
+                               + (1 - lam) * weights.numpy()[partner], rtol=1e-5)
+    assert moved.sum() > n // 2  # most images are blended with another
+    assert lam.std() > 0.05  # lam varies per image (Beta(0.4, 0.4) is U-shaped)
+
+
+@pytest.mark.slow
+def test_mixup_training_is_seeded_and_changes_what_is_learnt(demo):
+    x, y = demo.images[:256], demo.noisy_labels[:256]
+    mixed = [predict_proba(train_classifier(x, y, SMOKE, 1, seed=0, mixup_alpha=0.4).model,
+                           demo.images[256:512]) for _ in range(2)]
+    plain = predict_proba(train_classifier(x, y, SMOKE, 1, seed=0, mixup_alpha=0.0).model,
+                          demo.images[256:512])
+    np.testing.assert_array_equal(mixed[0], mixed[1])
+    assert not np.allclose(mixed[0], plain, atol=1e-3)
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        train_classifier(x, y, SMOKE, 1, seed=0, mixup_alpha=-1.0)
+
+
 def test_training_learns_and_is_deterministic(demo):
     plan = plan_splits(demo.clean_labels, 0.2, folds=2, seed=0)
     x, y = demo.images[plan.clean_train_idx], demo.clean_labels[plan.clean_train_idx]
