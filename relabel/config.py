@@ -124,6 +124,9 @@ class TrainProfile(BaseModel):
         "students and Model II: each training image blended with another, lam ~ Beta(alpha, "
         "alpha), targets alike; 0: off (Model I never mixes: it is the plain comparison)"
     )
+    retrain_mixup_alpha: float | None = Field(
+        None, ge=0, description="Model II's mixup alpha (None: `mixup_alpha`)"
+    )
     max_train_images: int | None = Field(
         None, ge=16, description="cap on noisy training images (smoke tests only)"
     )

@@ -43,6 +43,8 @@ def retrain_model2(
     kwargs.setdefault("epochs", profile.retrain_epochs)
     kwargs.setdefault("progress_label", "Model II")
     kwargs.setdefault("label_smoothing", 0.0)  # applied above, to the clean rows only
+    if profile.retrain_mixup_alpha is not None:
+        kwargs.setdefault("mixup_alpha", profile.retrain_mixup_alpha)
     return train_classifier(
         np.asarray(images)[index], targets, profile, seed=seed, sample_weight=weights,
         **kwargs,

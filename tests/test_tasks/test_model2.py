@@ -24,3 +24,24 @@ def test_model2_trains_for_the_profile_epochs_on_disjoint_clean_and_noisy_sets(d
     with pytest.raises(ValueError, match="overlap"):  # image 60-63 in both sets
         retrain_model2(demo.images, np.arange(64), demo.clean_labels, np.arange(60, 124),
                        correction, SMOKE, seed=0)
+
+
+@pytest.mark.slow
+def test_model2_mixes_with_its_own_alpha_when_the_profile_gives_one(demo):
+    clean_train_idx, noisy_idx = np.arange(128), np.arange(200, 328)
+    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[noisy_idx]]
+    correction = Correction(targets=targets, labels=targets.argmax(1),
+                            confidence=targets.max(1), keep=np.ones(128, bool))
+
+    def trained_loss(**fields: float | None) -> float:
+        profile = SMOKE.model_copy(update=fields)
+        result = retrain_model2(demo.images, clean_train_idx, demo.clean_labels, noisy_idx,
+                                correction, profile, seed=0)
+        return result.history["loss"][-1]
+
+    assert SMOKE.mixup_alpha > 0 and SMOKE.retrain_mixup_alpha is None
+    inherited = trained_loss()
+    assert trained_loss(retrain_mixup_alpha=SMOKE.mixup_alpha) == inherited
+    assert trained_loss(retrain_mixup_alpha=0.0) != inherited
+    assert trained_loss(mixup_alpha=0.0, retrain_mixup_alpha=0.0) \
+        == trained_loss(mixup_alpha=0.4, retrain_mixup_alpha=0.0)
