@@ -51,10 +51,11 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 @dataclass
 class TrainResult:
     """model: the trained keras.Model (returns logits); history: per-epoch lists of loss,
-    accuracy (against the argmax of the targets), lr, and val_accuracy when eval data were
-    given; seconds: training wall time (evaluation excluded); images_per_second: training
-    images processed per second; gflops_per_second: achieved training FLOP rate (3x the
-    forward FLOPs per image); epochs: epochs trained."""
+    accuracy (against the argmax of the targets; with mixup, of the blended ones), lr, and
+    val_accuracy when eval data were given; seconds: training wall time (evaluation
+    excluded); images_per_second: training images processed per second;
+    gflops_per_second: achieved training FLOP rate (3x the forward FLOPs per image);
+    epochs: epochs trained."""
 
     model: keras.Model
     history: dict[str, list[float]] = field(default_factory=dict)
