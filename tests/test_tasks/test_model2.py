@@ -10,12 +10,17 @@ from relabel.tasks.model2 import retrain_model2
 SMOKE = PROFILES["smoke"]
 
 
+def kept_as_labelled(labels: np.ndarray) -> Correction:
+    """A correction that keeps every image with its given label, one-hot."""
+    targets = np.eye(10, dtype=np.float32)[labels]
+    return Correction(targets=targets, labels=targets.argmax(1), confidence=targets.max(1),
+                      keep=np.ones(len(labels), bool))
+
+
 @pytest.mark.slow
 def test_model2_trains_for_the_profile_epochs_on_disjoint_clean_and_noisy_sets(demo):
     clean_train_idx, noisy_idx = np.arange(64), np.arange(100, 164)
-    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[noisy_idx]]
-    correction = Correction(targets=targets, labels=targets.argmax(1),
-                            confidence=targets.max(1), keep=np.ones(64, bool))
+    correction = kept_as_labelled(demo.noisy_labels[noisy_idx])
     result = retrain_model2(demo.images, clean_train_idx, demo.clean_labels, noisy_idx,
                             correction, SMOKE, seed=0)
     assert result.epochs == SMOKE.retrain_epochs
@@ -29,9 +34,7 @@ def test_model2_trains_for_the_profile_epochs_on_disjoint_clean_and_noisy_sets(d
 @pytest.mark.slow
 def test_model2_mixes_with_its_own_alpha_when_the_profile_gives_one(demo):
     clean_train_idx, noisy_idx = np.arange(128), np.arange(200, 328)
-    targets = np.eye(10, dtype=np.float32)[demo.noisy_labels[noisy_idx]]
-    correction = Correction(targets=targets, labels=targets.argmax(1),
-                            confidence=targets.max(1), keep=np.ones(128, bool))
+    correction = kept_as_labelled(demo.noisy_labels[noisy_idx])
 
     def trained_loss(**fields: float | None) -> float:
         profile = SMOKE.model_copy(update=fields)
