@@ -541,14 +541,19 @@ def train_students(
             task_run_name=stage_name("Combine teacher and students"))
 def combine_students(
     teacher: CleanModelRef, students: list[StudentRef], split: SplitRef,
-    teacher_weight: float, cache_dir: Path, round_number: int = 1,
+    teacher_weight: float | None, cache_dir: Path, round_number: int = 1,
     noisy_labels: Artifact | None = None, noise: NoiseReport | None = None, seed: int = 0,
 ) -> CleanModelRef:
     """New p(true label | image) for the correction: each noisy image's teacher
     probabilities mixed with those of the student that never saw it (`students`: one
-    round's; `round_number` only names the task run), then, where the students found
-    neighbours, with their neighbours' noisy-label votes (`noisy_labels` and `noise` needed)."""
-    from relabel.tasks.self_training import StudentResult, add_neighbour_votes
+    round's; `round_number` only names the task run; `teacher_weight` None: fitted to the
+    noisy labels' likelihood), then, where the students found neighbours, with their
+    neighbours' noisy-label votes (both need `noisy_labels` and `noise`)."""
+    from relabel.tasks.self_training import (
+        StudentResult,
+        add_neighbour_votes,
+        fit_teacher_weight,
+    )
     from relabel.tasks.self_training import combine_students as combine
 
     results = [StudentResult(half=s.half, predict_idx=load_array(s.predict_idx),
@@ -557,17 +562,27 @@ def combine_students(
                              else load_array(s.neighbour_idx))
                for s in students]
     val_idx = load_array(split.val_idx)
-    mixed = combine(load_array(teacher.proba), results, val_idx, teacher_weight)
+    teacher_proba = load_array(teacher.proba)
     metrics: dict[str, float] = {}
+    if teacher_weight is None:
+        if noisy_labels is None or noise is None:
+            raise ValueError("fitting the teacher weight needs noisy_labels and noise")
+        teacher_weight, nll = fit_teacher_weight(teacher_proba, results, val_idx,
+                                                 load_array(noisy_labels),
+                                                 load_array(noise.transition))
+        metrics["teacher_weight"] = teacher_weight
+        log.info("teacher weight %.2f (fitted to the noisy labels: NLL %.5f; 0: %.5f, "
+                 "1: %.5f)", teacher_weight, nll[teacher_weight], nll[0.0], nll[1.0])
+    mixed = combine(teacher_proba, results, val_idx, teacher_weight)
     if any(r.neighbour_idx is not None for r in results):
         if noisy_labels is None or noise is None:
             raise ValueError("the students found neighbours: their votes need noisy_labels "
                              "and noise")
         mixed, votes = add_neighbour_votes(mixed, results, val_idx, load_array(noisy_labels),
                                            load_array(noise.transition), seed=seed)
-        metrics = {"neighbour_votes_temperature": votes.temperature,
-                   "neighbour_votes_weight": votes.weight,
-                   "neighbour_votes_same_class_share": votes.same_class_share}
+        metrics |= {"neighbour_votes_temperature": votes.temperature,
+                    "neighbour_votes_weight": votes.weight,
+                    "neighbour_votes_same_class_share": votes.same_class_share}
         log.info(
             "neighbour votes (%d per image): model temperature %.3f, weight %.3f, same-class "
             "share %.3f (fitted to the noisy labels)", results[0].neighbour_idx.shape[1],

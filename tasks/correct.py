@@ -102,13 +102,17 @@ def fit_temperature_to_noisy_labels(proba: np.ndarray, noisy_labels: np.ndarray,
     if proba.ndim != 2 or noisy_labels.shape != (proba.shape[0],) or not proba.shape[0]:
         raise ValueError(f"proba {proba.shape} and noisy_labels {noisy_labels.shape}: need "
                          "[n, k] and [n], n > 0")
-    rows = np.arange(noisy_labels.size)
+    return _fit_log_temperature(
+        lambda log_t: noisy_label_nll(temper(proba, np.exp(log_t)), noisy_labels, transition))
 
-    def nll(log_t: float) -> float:
-        noisy_proba = temper(proba, np.exp(log_t)) @ transition
-        return float(-np.log(noisy_proba[rows, noisy_labels] + 1e-12).mean())
 
-    return _fit_log_temperature(nll)
+def noisy_label_nll(proba: np.ndarray, noisy_labels: np.ndarray,
+                    transition: np.ndarray) -> float:
+    """Mean negative log-likelihood of the noisy labels under p(y | x) = `proba` and the
+    noise model: -log sum_y p(y | x) T[y, ñ]."""
+    noisy_proba = np.asarray(proba, dtype=np.float64) @ np.asarray(transition, np.float64)
+    rows = np.arange(len(noisy_labels))
+    return float(-np.log(noisy_proba[rows, np.asarray(noisy_labels, np.int64)] + 1e-12).mean())
 
 
 def _class_balanced_keep(labels: np.ndarray, confidence: np.ndarray, fraction: float,

@@ -152,6 +152,42 @@ def mix_probabilities(teacher: np.ndarray, student: np.ndarray,
     return mixed / mixed.sum(axis=1, keepdims=True)
 
 
+# The teacher weights `fit_teacher_weight` tries: a grid keeps the choice easy to read in
+# the log, and the likelihood is flat enough near its optimum that finer steps change
+# almost no label.
+TEACHER_WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
+
+
+def fit_teacher_weight(teacher_proba: np.ndarray, students: list[StudentResult],
+                       val_idx: np.ndarray, noisy_labels: np.ndarray,
+                       transition: np.ndarray) -> tuple[float, dict[float, float]]:
+    """The teacher weight of the mix (`mix_probabilities`) that, each at its own fitted
+    temperature, makes the noisy labels of the noisy images the students judged most
+    likely (`noisy_label_nll`): how much the teacher adds to a student is measured on the
+    labels being corrected, no clean label spent. Returns (weight, {weight: NLL})."""
+    from relabel.tasks.correct import (
+        fit_temperature_to_noisy_labels,
+        noisy_label_nll,
+        temper,
+    )
+
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    rows = [judged_rows(s, val_idx) & ~np.isin(s.predict_idx, val_idx) for s in students]
+    idx = np.concatenate([s.predict_idx[r] for s, r in zip(students, rows, strict=True)])
+    teacher = np.asarray(teacher_proba, dtype=np.float64)[idx]
+    student = np.concatenate([s.predict_proba[r] for s, r in zip(students, rows, strict=True)])
+    labels = np.asarray(noisy_labels, dtype=np.int64)[idx]
+    if not idx.size or np.isnan(teacher).any():
+        raise ValueError("fitting the teacher weight needs noisy images the teacher and a "
+                         "student both scored")
+    nll = {}
+    for weight in TEACHER_WEIGHT_GRID:
+        mixed = mix_probabilities(teacher, student, weight)
+        temperature = fit_temperature_to_noisy_labels(mixed, labels, transition)
+        nll[float(weight)] = noisy_label_nll(temper(mixed, temperature), labels, transition)
+    return min(nll, key=nll.__getitem__), nll
+
+
 def judged_rows(student: StudentResult, val_idx: np.ndarray) -> np.ndarray:
     """bool mask over `student.predict_idx`: the rows whose judgement is used. Student 0's
     all; the other's without the validation images, so that each validation image has what

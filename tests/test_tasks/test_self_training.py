@@ -9,6 +9,7 @@ from relabel.tasks.ingest import ingest
 from relabel.tasks.self_training import (
     StudentResult,
     combine_students,
+    fit_teacher_weight,
     mix_probabilities,
     split_in_halves,
     train_student,
@@ -60,6 +61,45 @@ def test_each_image_gets_the_student_that_never_saw_it_and_validation_gets_stude
     assert np.isnan(mixed[7]).all()
     with pytest.raises(ValueError, match="one student per half"):
         combine_students(teacher, students[:1], val, 0.3)
+
+
+def _noisy_world(n: int, seed: int):
+    """True labels, noisy labels drawn through a 60%-symmetric T, T itself, and two models:
+    a calibrated one, right for 80% of the images (0.8 on its answer), and one that guesses
+    (Dirichlet noise)."""
+    rng = np.random.default_rng(seed)
+    transition = np.full((10, 10), 0.6 / 9)
+    np.fill_diagonal(transition, 0.4)
+    truth = rng.integers(0, 10, n)
+    noisy = np.array([rng.choice(10, p=transition[y]) for y in truth])
+    answer = np.where(rng.random(n) < 0.8, truth, rng.integers(0, 10, n))
+    knows = np.full((n, 10), 0.2 / 9)
+    knows[np.arange(n), answer] = 0.8
+    guesses = rng.dirichlet(np.ones(10), n)
+    return truth, noisy, transition, knows, guesses
+
+
+def test_the_fitted_teacher_weight_follows_the_model_that_explains_the_noisy_labels():
+    n = 3000
+    _, noisy, transition, knows, guesses = _noisy_world(n, seed=0)
+    val = np.arange(2900, n)
+    halves = [np.arange(0, 1450), np.arange(1450, 2900)]
+
+    def fit(teacher, student):
+        students = [StudentResult(half=h, predict_idx=np.concatenate([halves[1 - h], val]),
+                                  predict_proba=np.concatenate([student[halves[1 - h]],
+                                                                student[val]]), train=None)
+                    for h in range(2)]
+        return fit_teacher_weight(teacher, students, val, noisy, transition)
+
+    # On 2,900 images the likelihood is flat near the optimum: a guessing teacher may keep
+    # a small weight (0.2 for some seeds), never most of it.
+    weight, nll = fit(guesses, knows)
+    assert weight <= 0.25 and nll[weight] == min(nll.values()) < nll[1.0]
+    assert fit(knows, guesses)[0] >= 0.75
+    teacher = knows.copy()
+    teacher[val] = np.nan  # the validation images never enter the fit
+    assert fit(teacher, guesses)[0] >= 0.75
 
 
 def _demo_split(tmp_path, num_train: int, num_clean: int):
