@@ -180,7 +180,7 @@ def fit_teacher_weight(teacher_proba: np.ndarray, students: list[StudentResult],
     if not idx.size or np.isnan(teacher).any():
         raise ValueError("fitting the teacher weight needs noisy images the teacher and a "
                          "student both scored")
-    nll = {}
+    nll: dict[float, float] = {}
     for weight in TEACHER_WEIGHT_GRID:
         mixed = mix_probabilities(teacher, student, weight)
         temperature = fit_temperature_to_noisy_labels(mixed, labels, transition)
