@@ -563,23 +563,23 @@ def combine_students(
                for s in students]
     val_idx = load_array(split.val_idx)
     teacher_proba = load_array(teacher.proba)
+    votes_wanted = any(r.neighbour_idx is not None for r in results)
+    if (teacher_weight is None or votes_wanted) and (noisy_labels is None or noise is None):
+        raise ValueError("fitting the teacher weight and the students' neighbour votes need "
+                         "noisy_labels and noise")
+    if noisy_labels is not None and noise is not None:
+        labels, transition = load_array(noisy_labels), load_array(noise.transition)
     metrics: dict[str, float] = {}
     if teacher_weight is None:
-        if noisy_labels is None or noise is None:
-            raise ValueError("fitting the teacher weight needs noisy_labels and noise")
-        teacher_weight, nll = fit_teacher_weight(teacher_proba, results, val_idx,
-                                                 load_array(noisy_labels),
-                                                 load_array(noise.transition))
+        teacher_weight, nll = fit_teacher_weight(teacher_proba, results, val_idx, labels,
+                                                 transition)
         metrics["teacher_weight"] = teacher_weight
         log.info("teacher weight %.2f (fitted to the noisy labels: NLL %.5f; 0: %.5f, "
                  "1: %.5f)", teacher_weight, nll[teacher_weight], nll[0.0], nll[1.0])
     mixed = combine(teacher_proba, results, val_idx, teacher_weight)
-    if any(r.neighbour_idx is not None for r in results):
-        if noisy_labels is None or noise is None:
-            raise ValueError("the students found neighbours: their votes need noisy_labels "
-                             "and noise")
-        mixed, votes = add_neighbour_votes(mixed, results, val_idx, load_array(noisy_labels),
-                                           load_array(noise.transition), seed=seed)
+    if votes_wanted:
+        mixed, votes = add_neighbour_votes(mixed, results, val_idx, labels, transition,
+                                           seed=seed)
         metrics |= {"neighbour_votes_temperature": votes.temperature,
                     "neighbour_votes_weight": votes.weight,
                     "neighbour_votes_same_class_share": votes.same_class_share}

@@ -171,8 +171,8 @@ def fit_teacher_weight(teacher_proba: np.ndarray, students: list[StudentResult],
         temper,
     )
 
-    val_idx = np.asarray(val_idx, dtype=np.int64)
-    rows = [judged_rows(s, val_idx) & ~np.isin(s.predict_idx, val_idx) for s in students]
+    # Each student's noisy rows: the half it never saw (validation images stay out).
+    rows = [~np.isin(s.predict_idx, np.asarray(val_idx, dtype=np.int64)) for s in students]
     idx = np.concatenate([s.predict_idx[r] for s, r in zip(students, rows, strict=True)])
     teacher = np.asarray(teacher_proba, dtype=np.float64)[idx]
     student = np.concatenate([s.predict_proba[r] for s, r in zip(students, rows, strict=True)])
