@@ -32,6 +32,19 @@ WHITEN_PATCH = 2
 WHITEN_EPS = 5e-4
 
 
+class SeededInitializers:
+    """Kernel initializers (Keras' default, Glorot uniform) with explicit seeds drawn from
+    one local generator. Without a seed, Keras draws each layer's seed from Python's global
+    `random`, which any other thread (Prefect's, MLflow's) may advance between
+    `set_random_seed` and the model build: the same seed then gave different weights."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 0x1A7E1])
+
+    def __call__(self) -> keras.initializers.Initializer:
+        return keras.initializers.GlorotUniform(seed=int(self._rng.integers(2**31 - 1)))
+
+
 def _channels(base: int, width: float) -> int:
     return max(8, int(round(base * width)))
 
@@ -46,33 +59,34 @@ def _bn(x: keras.KerasTensor) -> keras.KerasTensor:
     return layers.BatchNormalization(momentum=0.6, epsilon=1e-5)(x)
 
 
-def _conv(x: keras.KerasTensor, channels: int) -> keras.KerasTensor:
-    return layers.Conv2D(channels, 3, padding="same", use_bias=False)(x)
+def _conv(x: keras.KerasTensor, channels: int, init: SeededInitializers) -> keras.KerasTensor:
+    return layers.Conv2D(channels, 3, padding="same", use_bias=False,
+                         kernel_initializer=init())(x)
 
 
-def _airbench(width: float, num_classes: int) -> keras.Model:
+def _airbench(width: float, num_classes: int, init: SeededInitializers) -> keras.Model:
     inputs = keras.Input(IMAGE_SHAPE, dtype="uint8", name="image")
     x = _normalise(inputs)
     x = layers.Conv2D(
         2 * WHITEN_PATCH * WHITEN_PATCH * 3, WHITEN_PATCH, padding="valid", use_bias=True,
-        trainable=False, name=WHITEN_LAYER,
+        trainable=False, name=WHITEN_LAYER, kernel_initializer=init(),
     )(x)
     x = layers.Activation("gelu")(x)
     for base in (64, 256, 256):
         channels = _channels(base, width)
-        x = _conv(x, channels)
+        x = _conv(x, channels, init)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Activation("gelu")(_bn(x))
-        x = layers.Activation("gelu")(_bn(_conv(x, channels)))
+        x = layers.Activation("gelu")(_bn(_conv(x, channels, init)))
     x = layers.GlobalMaxPooling2D()(x)
-    x = layers.Dense(num_classes, use_bias=False)(x)
+    x = layers.Dense(num_classes, use_bias=False, kernel_initializer=init())(x)
     outputs = layers.Rescaling(1.0 / 9, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="airbench")
 
 
-def _resnet9(width: float, num_classes: int) -> keras.Model:
+def _resnet9(width: float, num_classes: int, init: SeededInitializers) -> keras.Model:
     def conv_bn(x: keras.KerasTensor, channels: int, pool: bool = False) -> keras.KerasTensor:
-        x = _conv(x, channels)
+        x = _conv(x, channels, init)
         if pool:
             x = layers.MaxPooling2D(2)(x)
         return layers.Activation("relu")(_bn(x))
@@ -85,33 +99,35 @@ def _resnet9(width: float, num_classes: int) -> keras.Model:
     x = conv_bn(x, _channels(512, width), pool=True)
     x = layers.Add()([x, conv_bn(conv_bn(x, _channels(512, width)), _channels(512, width))])
     x = layers.GlobalMaxPooling2D()(x)
-    x = layers.Dense(num_classes, use_bias=False)(x)
+    x = layers.Dense(num_classes, use_bias=False, kernel_initializer=init())(x)
     outputs = layers.Rescaling(0.125, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="resnet9")
 
 
-def _notebook_cnn(width: float, num_classes: int) -> keras.Model:
+def _notebook_cnn(width: float, num_classes: int, init: SeededInitializers) -> keras.Model:
     inputs = keras.Input(IMAGE_SHAPE, dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="to_float")(inputs)
-    x = layers.Conv2D(_channels(32, width), 3, activation="relu")(x)
+    x = layers.Conv2D(_channels(32, width), 3, activation="relu", kernel_initializer=init())(x)
     x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(_channels(64, width), 3, activation="relu")(x)
+    x = layers.Conv2D(_channels(64, width), 3, activation="relu", kernel_initializer=init())(x)
     x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(_channels(128, width), activation="relu")(x)
-    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    x = layers.Dense(_channels(128, width), activation="relu", kernel_initializer=init())(x)
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32",
+                           kernel_initializer=init())(x)
     return keras.Model(inputs, outputs, name="notebook_cnn")
 
 
 def build_model(architecture: str = "airbench", width: float = 1.0,
-                num_classes: int = NUM_CLASSES) -> keras.Model:
-    """A fresh, randomly initialised (from Keras' global seed) model returning logits."""
+                num_classes: int = NUM_CLASSES, *, seed: int = 0) -> keras.Model:
+    """A fresh model returning logits, randomly initialised from `seed` alone (no global
+    random state: the same seed gives the same weights whatever other threads do)."""
     builders = {"airbench": _airbench, "resnet9": _resnet9, "notebook_cnn": _notebook_cnn}
     if architecture not in builders:
         raise ValueError(f"architecture: expected one of {ARCHITECTURES}, got {architecture!r}")
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
-    return builders[architecture](width, num_classes)
+    return builders[architecture](width, num_classes, SeededInitializers(seed))
 
 
 def patch_covariance(images: np.ndarray, patch: int = WHITEN_PATCH,

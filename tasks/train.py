@@ -302,7 +302,7 @@ def train_classifier(
 
     with strategy.scope():
         keras.mixed_precision.set_global_policy(resolve_precision(profile.precision))
-        model = build_model(profile.architecture, profile.width, soft.shape[1])
+        model = build_model(profile.architecture, profile.width, soft.shape[1], seed=seed)
         keras.mixed_precision.set_global_policy("float32")
         if initial_model is not None:
             model.set_weights(initial_model.get_weights())

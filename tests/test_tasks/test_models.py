@@ -1,4 +1,7 @@
-"""The architectures: shapes, the airbench whitening layer, the FLOP count."""
+"""The architectures: shapes, seeded initialisation, the airbench whitening layer, the FLOP
+count."""
+
+import random
 
 import keras
 import numpy as np
@@ -22,6 +25,23 @@ def test_architectures_map_uint8_images_to_logits(architecture):
     logits = model(images, training=False)
     assert tuple(logits.shape) == (3, 10)
     assert forward_flops(model) > 0
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_initial_weights_come_from_the_seed_alone(architecture):
+    """Python's, numpy's and Keras' global random state (which other threads advance) do
+    not reach the initial weights; the seed does."""
+    random.seed(1)
+    first = build_model(architecture, width=0.25, seed=3).get_weights()
+    keras.utils.set_random_seed(2)
+    random.random()
+    again = build_model(architecture, width=0.25, seed=3).get_weights()
+    other = build_model(architecture, width=0.25, seed=4).get_weights()
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    random_kernels = [i for i, w in enumerate(first) if w.ndim >= 2 and np.unique(w).size > 1]
+    assert len(random_kernels) >= 3
+    assert all(not np.array_equal(first[i], other[i]) for i in random_kernels)
 
 
 def test_unknown_architecture_and_bad_width_are_named():
