@@ -27,7 +27,7 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     # One graph op at a time (each still uses every core). With TensorFlow's default
     # inter-op pool, oneDNN's bfloat16 kernels split their sums differently depending on
     # which ops overlap, so two bfloat16 trainings with one seed differed (in about half
-    # of the tries); float32 did not. Cost measured on a 2-core EPYC: ~3% images/s.
+    # of the tries); float32 did not. Cost measured on a 2-core EPYC: ~3.5% images/s.
     "TF_NUM_INTEROP_THREADS": "1",
     # Rich progress bars and colour codes are noise in logs and CI.
     "PREFECT_LOGGING_COLORS": "false",

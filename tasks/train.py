@@ -4,8 +4,9 @@ with hard or soft targets, fast on CPU and unchanged on one or several GPUs.
 Recipe (after airbench94 and the DAWNBench ResNet-9 submissions):
 - uint8 images stay in memory; each batch is gathered with numpy and augmented inside the
   TensorFlow graph (random horizontal flip + random translation by up to 2 pixels with
-  reflection padding, optionally cutout), from stateless random ops seeded by (seed, step):
-  reproducible.
+  reflection padding, optionally cutout), from stateless random ops seeded by (seed, step),
+  and initial weights from the seed alone (tasks/models.py): reproducible, bfloat16 too
+  with one inter-op thread (relabel/settings.py).
 - label smoothing; soft targets (label correction's posteriors) are accepted as they are;
   optional mixup (`mix_batch`).
 - optional forward loss correction (Patrini et al., 2017): the model's clean-class
