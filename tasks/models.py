@@ -39,6 +39,7 @@ class SeededInitializers:
     `set_random_seed` and the model build: the same seed then gave different weights."""
 
     def __init__(self, seed: int) -> None:
+        # Its own stream: the trainer draws batch orders from default_rng([seed, epoch]).
         self._rng = np.random.default_rng([seed, 0x1A7E1])
 
     def __call__(self) -> keras.initializers.Initializer:
