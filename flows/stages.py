@@ -402,10 +402,18 @@ def train_clean_model(
 
 
 def _fan_out(runner: TaskRunner, stage: Any, calls: list[dict[str, Any]]) -> list[Any]:
-    """Submit `stage` once per parameter set to `runner`; the results in that order."""
-    with runner:
+    """Submit `stage` once per parameter set to `runner`; the results in that order. When
+    the wait ends early (Ctrl-C, SIGTERM, a failed call), the calls still running stop at
+    their next batch, because the runner's exit waits for them."""
+    from relabel.progress import stoppable
+
+    with stoppable() as stop, runner:
         futures = [runner.submit(stage, parameters=parameters) for parameters in calls]
-        return [future.result() for future in futures]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            stop.set()
+            raise
 
 
 @stage_task("clean-model", name="Combine clean-model folds",

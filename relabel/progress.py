@@ -4,8 +4,9 @@ On a terminal: one rich bar per piece of work, with its stage and fold in the de
 the rate and the time left (on stderr, so stdout stays clean for data). Elsewhere (CI, a
 log file, a Prefect worker): a plain line at most once a minute. Any sink registered with
 `reporting_to` also receives (label, fraction done): the flows mirror that into Prefect
-progress artifacts, so the UI shows the same progress. Pure Python and rich: tasks/ use it
-without knowing about Prefect.
+progress artifacts, so the UI shows the same progress. Work tracked inside a `stoppable`
+block stops at its next step once the block's stop event is set. Pure Python and rich:
+tasks/ use it without knowing about Prefect.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ PLAIN_INTERVAL_S = 60.0  # plain mode: at most one line per tracker per minute
 # whole-percent step per second, and the end: per-percent calls cost seconds of a short run.
 SINK_INTERVAL_S = 1.0
 
+_stop_events: ContextVar[tuple[threading.Event, ...]] = ContextVar("relabel_stop_events",
+                                                                 default=())
+
 _lock = threading.Lock()
 _bars = None  # the shared rich Progress while any bar is open
 _open_bars = 0
@@ -42,6 +46,25 @@ def reporting_to(sink: ProgressSink) -> Iterator[None]:
         yield
     finally:
         _sinks.reset(token)
+
+
+class WorkStopped(RuntimeError):
+    """Tracked work left early: the `stoppable` block it runs in was asked to stop."""
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[threading.Event]:
+    """A stop switch for the work tracked inside this block, also in the threads it starts
+    with its context (Prefect's thread runner copies it): once the event is set, each
+    tracker's next `advance` raises WorkStopped. A thread cannot be interrupted from
+    outside, and a thread pool's shutdown waits for the work it runs, so without this a
+    Ctrl-C or SIGTERM during a fan-out waited for the running training to finish."""
+    event = threading.Event()
+    token = _stop_events.set((*_stop_events.get(), event))
+    try:
+        yield event
+    finally:
+        _stop_events.reset(token)
 
 
 def _interactive() -> bool:
@@ -94,6 +117,7 @@ class Tracker:
         self._last_sent = -1.0
         self._last_sent_at = -math.inf
         self._sinks = _sinks.get()
+        self._stop_events = _stop_events.get()
         self._bars = _acquire_bars() if _interactive() else None
         self._bar = (self._bars.add_task(label, total=self.total, rate="")
                      if self._bars is not None else None)
@@ -112,6 +136,9 @@ class Tracker:
         return self.done / elapsed if elapsed > 0 else 0.0
 
     def advance(self, count: int = 1) -> None:
+        if any(event.is_set() for event in self._stop_events):
+            raise WorkStopped(f"{self._title()}: stopped at {self.done}/{self.total} "
+                              f"{self.unit}, as asked")
         self.done = min(self.done + count, self.total)
         now = time.monotonic()
         if self._bars is not None:

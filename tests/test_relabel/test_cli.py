@@ -4,6 +4,7 @@ tracking store or run folder exists."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,40 @@ def test_a_production_run_trains_on_every_clean_label_and_reports_the_test_folde
     (version,) = client.search_model_versions(f"name = '{MODEL_NAME}'")
     assert float(version.tags[METRIC_TAG]) == pytest.approx(model2["test"]["accuracy"])
     assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == version.version
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_a_run_within_a_batch_while_a_fold_trains_on_the_thread_runner(
+        in_tmp: Path, signum: signal.Signals) -> None:
+    """`kill` or Ctrl-C while the teacher trains on a runner thread: the run ends at the
+    fold's next batch instead of after its last epoch, and publishes nothing."""
+    from relabel.tasks.demodata import generate_demo_data
+
+    data = generate_demo_data(in_tmp / "data", num_train=600, num_clean=300, num_test=10)
+    code = "import sys; from relabel.cli import run_cli; sys.argv[0] = 'relabel'; run_cli()"
+    epochs = 400  # minutes of training: far longer than a stop may take
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "run", "--data", str(data), "--profile", "smoke",
+         "--models", "model2", "--set", f"clean_epochs={epochs}", "--output-dir", "out"],
+        cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "RELABEL_TRACKING": "off"})
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:  # until the teacher has trained one epoch
+        seen.append(line)
+        if "clean model fold" in line and f": epoch 1/{epochs}" in line:
+            break
+    else:
+        pytest.fail("the run ended before the teacher trained:\n" + "".join(seen[-40:]))
+    process.send_signal(signum)
+    try:
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    epochs_after = [line for line in rest.splitlines() if "clean model fold" in line
+                    and ": epoch " in line]
+    assert len(epochs_after) <= 2, epochs_after[-3:]
+    assert f"epoch {epochs}/{epochs}" not in rest
+    assert not (in_tmp / "out" / "metrics.json").exists()

@@ -57,3 +57,43 @@ def test_plain_output_is_one_line_a_minute_with_rate_and_time_left(
     assert len(lines) == 4  # at 60, 120, 180 and 240 s; none at the end
     assert lines[0] == ("clean model fold 1 · epoch 2/20: 60/300 batches, 1.0 batches/s, "
                         "240 s left")
+
+
+def test_work_in_a_thread_started_inside_a_stoppable_block_stops_at_its_next_step() -> None:
+    import contextvars
+    import threading
+
+    steps: list[int] = []
+    errors: list[BaseException] = []
+    first_step = threading.Event()
+
+    def work() -> None:
+        try:
+            with progress.track("teacher", 1_000_000, "batches") as tracker:
+                for step in range(1_000_000):
+                    steps.append(step)
+                    first_step.set()
+                    tracker.advance()
+        except progress.WorkStopped as exc:
+            errors.append(exc)
+
+    with progress.stoppable() as stop:
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,))
+        worker.start()
+        assert first_step.wait(30)
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and "teacher" in str(errors[0]) and "as asked" in str(errors[0])
+    assert len(steps) < 1_000_000
+    with progress.track("after the block", 3, "steps") as tracker:
+        tracker.advance(3)  # the switch belonged to the block: later work is not stopped
+
+
+def test_an_outer_stop_also_stops_work_in_an_inner_block() -> None:
+    with progress.stoppable() as outer, progress.stoppable(), \
+            progress.track("student 0", 10, "batches") as tracker:
+        tracker.advance()
+        outer.set()
+        with pytest.raises(progress.WorkStopped, match="student 0: stopped at 1/10"):
+            tracker.advance()
