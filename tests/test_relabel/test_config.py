@@ -68,7 +68,7 @@ def test_cpu_profile_keeps_its_budget_on_each_compute_tier(
     base = PROFILES["cpu"]
     # float32 narrows the network; AMX trains longer at full width; the Zen 5 is the base.
     assert (trained["width"] < base.width) == (tier == "float32")
-    assert (trained["clean_epochs"] > base.clean_epochs) == (tier != "bfloat16")
+    assert (trained["student_epochs"] > base.student_epochs) == (tier != "bfloat16")
     assert (trained["retrain_epochs"] > base.retrain_epochs) == (tier == "amx")
     assert trained["self_training_rounds"] == base.self_training_rounds == 1
     note = PipelineConfig(profile="cpu").precision_note()
