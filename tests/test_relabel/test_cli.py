@@ -208,7 +208,10 @@ def test_a_signal_stops_a_run_within_a_batch_while_a_fold_trains_on_the_thread_r
     from relabel.tasks.demodata import generate_demo_data
 
     data = generate_demo_data(in_tmp / "data", num_train=600, num_clean=300, num_test=10)
-    code = "import sys; from relabel.cli import run_cli; sys.argv[0] = 'relabel'; run_cli()"
+    # Ctrl-C as at a terminal: a shell starts background jobs (CI's too) with SIGINT ignored,
+    # and Python then keeps it ignored.
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from relabel.cli import run_cli; sys.argv[0] = 'relabel'; run_cli()")
     epochs = 400  # minutes of training: far longer than a stop may take
     process = subprocess.Popen(
         [sys.executable, "-c", code, "run", "--data", str(data), "--profile", "smoke",
